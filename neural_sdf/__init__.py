@@ -1,0 +1,59 @@
+"""neural_sdf: neural signed distance fields with SIREN.
+
+Point clouds in, watertight meshes out; plus viewing, batch runs, and image, video and PDE
+fitting on the same network core. Submodules are imported on first use, so ``import neural_sdf``
+stays fast.
+"""
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # configs
+    "SirenConfig": "config",
+    "SamplingConfig": "config",
+    "LossWeights": "config",
+    "TrainConfig": "config",
+    "ExtractConfig": "config",
+    # containers
+    "Mesh": "geometry",
+    "PointCloud": "geometry",
+    "Normalization": "geometry",
+    "fit_normalization": "geometry",
+    "InputError": "errors",
+    # io
+    "load_points": "io",
+    "load_mesh": "io",
+    "save_mesh": "io",
+    "save_points": "io",
+    # network
+    "Siren": "nn",
+    # SDF
+    "SDFModel": "fields.sdf",
+    "FitOptions": "reconstruct",
+    "fit_sdf": "reconstruct",
+    "extract_mesh": "reconstruct",
+    "reconstruct": "reconstruct",
+    "ReconstructResult": "reconstruct",
+    "evaluate_meshes": "metrics",
+    "MeshMetrics": "metrics",
+    "render_views": "render",
+    "RenderOptions": "render",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'neural_sdf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,196 @@
+"""Frozen dataclasses for every tunable, and safe (JSON, no code) save and load.
+
+Each field carries its documentation in ``metadata["help"]``; the CLI turns that into ``--help``.
+Defaults follow the SIREN paper (Sitzmann et al., NeurIPS 2020) unless a comment says why not.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+__all__ = [
+    "SirenConfig",
+    "SamplingConfig",
+    "LossWeights",
+    "TrainConfig",
+    "ExtractConfig",
+    "config_to_dict",
+    "config_from_dict",
+]
+
+T = TypeVar("T")
+
+
+def _f(default: Any, help: str) -> Any:
+    """Declare a dataclass field with its help text."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class SirenConfig:
+    """Shape of a SIREN network (Sitzmann et al. 2020, Sec. 3)."""
+
+    in_dim: int = _f(3, "input coordinates per point")
+    out_dim: int = _f(1, "outputs per point (1 for an SDF)")
+    hidden_dim: int = _f(256, "width of every hidden layer")
+    num_hidden_layers: int = _f(3, "number of hidden sine layers after the first sine layer")
+    w0_first: float = _f(30.0, "frequency factor of the first sine layer (paper: 30)")
+    w0: float = _f(30.0, "frequency factor of the hidden sine layers (paper: 30)")
+    activation: Literal["sine", "relu", "tanh"] = _f(
+        "sine", "hidden activation; 'relu' and 'tanh' are baselines with default PyTorch init"
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("in_dim", "out_dim", "hidden_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_hidden_layers < 0:
+            raise ValueError(f"num_hidden_layers must be >= 0, got {self.num_hidden_layers}")
+        if self.w0_first <= 0 or self.w0 <= 0:
+            raise ValueError(f"w0_first and w0 must be > 0, got {self.w0_first} and {self.w0}")
+        _check_literal(self, "activation")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the SDF loss terms (SIREN paper, Eq. 6; values from its reference code)."""
+
+    surface: float = _f(3000.0, "weight of |f| on surface samples")
+    off_surface: float = _f(100.0, "weight of exp(-alpha |f|) on off-surface samples")
+    normal: float = _f(100.0, "weight of 1 - cos(grad f, n) on surface samples")
+    eikonal: float = _f(50.0, "weight of | |grad f| - 1 | on all samples")
+    alpha: float = _f(100.0, "decay rate alpha of the off-surface term, in 1/normalized units")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How each training batch is drawn."""
+
+    batch_size: int = _f(5000, "surface points per step (capped at the cloud size)")
+    off_surface_ratio: float = _f(1.0, "uniform off-surface samples per surface sample")
+    near_surface_ratio: float = _f(
+        0.0, "extra samples jittered around surface points, per surface sample (eikonal only)"
+    )
+    near_surface_sigma: float = _f(0.01, "std of the near-surface jitter, normalized units")
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.off_surface_ratio < 0 or self.near_surface_ratio < 0:
+            raise ValueError("off_surface_ratio and near_surface_ratio must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimization loop."""
+
+    steps: int = _f(2000, "optimizer steps")
+    lr: float = _f(1e-4, "Adam learning rate (paper: 1e-4)")
+    lr_final_ratio: float = _f(1.0, "final / initial learning rate of a cosine schedule (1: constant)")
+    seed: int = _f(0, "seed of the initialization and of every batch")
+    checkpoint_every: int = _f(500, "steps between resumable checkpoints (0: never)")
+    log_every: int = _f(10, "steps between progress updates")
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr_final_ratio <= 1:
+            raise ValueError(f"lr_final_ratio must be in (0, 1], got {self.lr_final_ratio}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Meshing: grid evaluation, marching cubes and clean-up."""
+
+    resolution: int = _f(256, "grid points along the longest side of the padded bounding box")
+    chunk_size: int = _f(65536, "grid points evaluated per network call (bounds memory)")
+    padding: float = _f(0.05, "grid margin around the data's bounding box, as a fraction of its size")
+    keep_fraction: float = _f(
+        0.5,
+        "a connected piece is kept when at least this fraction of its vertices lies near the input",
+    )
+    keep_distance: float = _f(
+        2.0, "'near the input' means within this many grid cells of an input point"
+    )
+    keep_all_components: bool = _f(False, "keep every connected piece (no clean-up)")
+
+    def __post_init__(self) -> None:
+        if self.resolution < 8:
+            raise ValueError(f"resolution must be >= 8, got {self.resolution}")
+        if self.resolution > 4096:
+            raise ValueError(f"resolution must be <= 4096, got {self.resolution}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if not 0 <= self.padding <= 1:
+            raise ValueError(f"padding must be in [0, 1], got {self.padding}")
+
+
+def _check_literal(obj: Any, name: str) -> None:
+    hints = get_type_hints(type(obj))
+    allowed = get_args(hints[name])
+    value = getattr(obj, name)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Return a JSON-ready dict of a config dataclass (nested dataclasses become dicts)."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}")
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build ``cls`` from a plain dict, checking names and types (no code runs).
+
+    Raises:
+        ValueError: on unknown keys or values of the wrong type.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = config_from_dict(hint, value)  # type: ignore[arg-type]
+            continue
+        kwargs[key] = _coerce(cls.__name__, key, hint, value)
+    return cls(**kwargs)
+
+
+def _coerce(owner: str, key: str, hint: Any, value: Any) -> Any:
+    origin = get_origin(hint)
+    if origin is Literal:
+        return value  # checked by __post_init__
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{owner}.{key}: expected a boolean, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{owner}.{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{owner}.{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{owner}.{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def dumps(config: Any) -> str:
+    """Serialize a config dataclass to a JSON string."""
+    return json.dumps(config_to_dict(config), sort_keys=True)

@@ -1,0 +1,183 @@
+"""Numpy containers for meshes and point clouds, and the normalization into the network's cube.
+
+Conventions (stated here once, tested in ``tests/test_geometry.py``):
+
+* Points are ``(N, 3)`` float64 in the input's own units ("world" coordinates).
+* Meshes are ``(V, 3)`` float64 vertices and ``(F, 3)`` int64 faces, counter-clockwise seen from
+  outside, so face normals point outward and the signed volume of a closed mesh is positive.
+* Networks see *normalized* coordinates ``x_n = (x - center) * scale``: one center and one uniform
+  scale (never per axis), chosen so that the data's bounding box fits in ``[-r, r]^3`` with
+  ``r = NORMALIZED_RADIUS < 1``. The margin keeps the surface away from the border of the
+  ``[-1, 1]^3`` training domain and extraction grid (the SIREN reference code has none, and its
+  meshes come out open where the shape touches the border).
+* Signed distances scale with ``scale``: ``sdf_world = sdf_normalized / scale``.
+"""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ._typing import ArrayLike, FloatArray, IntArray
+
+__all__ = [
+    "NORMALIZED_RADIUS",
+    "Mesh",
+    "PointCloud",
+    "Normalization",
+    "fit_normalization",
+    "bounds",
+]
+
+NORMALIZED_RADIUS = 0.9
+"""Half-extent of the longest side of the data's bounding box after normalization."""
+
+
+def _as_points(name: str, value: ArrayLike, allow_empty: bool = True) -> FloatArray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"{name} must be (N, 3), got {arr.shape}")
+    if not allow_empty and len(arr) == 0:
+        raise ValueError(f"{name} must not be empty")
+    return arr
+
+
+@dataclass
+class PointCloud:
+    """An oriented or unoriented point cloud.
+
+    Attributes:
+        points: ``(N, 3)`` float64 positions, world units.
+        normals: ``(N, 3)`` float64 unit normals pointing outward, or ``None``.
+    """
+
+    points: FloatArray
+    normals: Optional[FloatArray] = None
+
+    def __post_init__(self) -> None:
+        self.points = _as_points("points", self.points)
+        if self.normals is not None:
+            self.normals = _as_points("normals", self.normals)
+            if self.normals.shape != self.points.shape:
+                raise ValueError(
+                    f"normals must match points {self.points.shape}, got {self.normals.shape}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    @property
+    def has_normals(self) -> bool:
+        """Whether the cloud carries normals."""
+        return self.normals is not None
+
+    def subset(self, mask_or_index: np.ndarray) -> "PointCloud":
+        """Return the points (and normals) selected by a boolean mask or index array."""
+        normals = None if self.normals is None else self.normals[mask_or_index]
+        return PointCloud(self.points[mask_or_index], normals)
+
+
+@dataclass
+class Mesh:
+    """A triangle mesh.
+
+    Attributes:
+        vertices: ``(V, 3)`` float64, world units.
+        faces: ``(F, 3)`` int64 vertex indices, counter-clockwise seen from outside.
+    """
+
+    vertices: FloatArray
+    faces: IntArray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+
+    def __post_init__(self) -> None:
+        self.vertices = _as_points("vertices", self.vertices)
+        faces = np.asarray(self.faces)
+        if faces.size == 0:
+            faces = np.zeros((0, 3), dtype=np.int64)
+        if faces.ndim != 2 or faces.shape[1] != 3:
+            raise ValueError(f"faces must be (F, 3), got {faces.shape}")
+        if not np.issubdtype(faces.dtype, np.integer):
+            raise ValueError(f"faces must be integers, got {faces.dtype}")
+        self.faces = faces.astype(np.int64, copy=False)
+        if len(self.faces) and (self.faces.min() < 0 or self.faces.max() >= len(self.vertices)):
+            raise ValueError("faces index vertices out of range")
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether the mesh has no faces."""
+        return len(self.faces) == 0
+
+    def to_trimesh(self):  # -> trimesh.Trimesh
+        """Return a ``trimesh.Trimesh`` sharing nothing with this mesh (no processing)."""
+        import trimesh
+
+        return trimesh.Trimesh(self.vertices.copy(), self.faces.copy(), process=False)
+
+    def sample(self, num_points: int, seed: int = 0) -> PointCloud:
+        """Area-weighted surface samples with face normals; see ``sampling.sample_mesh_surface``."""
+        from .sampling import sample_mesh_surface
+
+        return sample_mesh_surface(self, num_points, seed=seed)
+
+
+def bounds(points: ArrayLike) -> FloatArray:
+    """Return the axis-aligned bounding box ``(2, 3)``: row 0 the minimum, row 1 the maximum."""
+    pts = _as_points("points", points, allow_empty=False)
+    return np.stack([pts.min(axis=0), pts.max(axis=0)])
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """World <-> normalized coordinates: ``x_n = (x - center) * scale`` (uniform scale).
+
+    Attributes:
+        center: ``(3,)`` world-space center of the data's bounding box.
+        scale: normalized units per world unit (> 0).
+    """
+
+    center: tuple[float, float, float]
+    scale: float
+
+    def __post_init__(self) -> None:
+        if len(self.center) != 3 or not all(np.isfinite(self.center)):
+            raise ValueError(f"center must be 3 finite numbers, got {self.center}")
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale must be finite and > 0, got {self.scale}")
+
+    def to_normalized(self, points: ArrayLike) -> FloatArray:
+        """Map ``(N, 3)`` world points to normalized coordinates."""
+        pts = _as_points("points", points)
+        return (pts - np.asarray(self.center)) * self.scale
+
+    def to_world(self, points: ArrayLike) -> FloatArray:
+        """Map ``(N, 3)`` normalized points back to world coordinates."""
+        pts = _as_points("points", points)
+        return pts / self.scale + np.asarray(self.center)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict."""
+        return {"center": [float(c) for c in self.center], "scale": float(self.scale)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Normalization":
+        """Inverse of ``to_dict``."""
+        center = data["center"]
+        return cls(center=(float(center[0]), float(center[1]), float(center[2])), scale=float(data["scale"]))
+
+
+def fit_normalization(points: ArrayLike, radius: float = NORMALIZED_RADIUS) -> Normalization:
+    """Return the normalization that maps the bounding box of ``points`` into ``[-radius, radius]^3``.
+
+    The box center goes to the origin and the longest side to ``2 * radius``.
+
+    Raises:
+        ValueError: if the points are empty, non-finite, or all coincide.
+    """
+    box = bounds(points)
+    if not np.all(np.isfinite(box)):
+        raise ValueError("points contain non-finite coordinates")
+    half = float((box[1] - box[0]).max()) / 2.0
+    if not half > 0:
+        raise ValueError("all points coincide: the cloud has no extent")
+    center = (box[0] + box[1]) / 2.0
+    return Normalization(center=(float(center[0]), float(center[1]), float(center[2])), scale=radius / half)

@@ -1,0 +1,19 @@
+"""Files to and from containers and plain checkpoint dicts. Backends are imported lazily."""
+
+from ._atomic import atomic_write, check_writable
+from .checkpoint import load_model_file, save_model_file
+from .mesh import MESH_EXTENSIONS, load_mesh, save_mesh
+from .pointcloud import POINT_EXTENSIONS, load_points, save_points
+
+__all__ = [
+    "atomic_write",
+    "check_writable",
+    "load_mesh",
+    "save_mesh",
+    "load_points",
+    "save_points",
+    "load_model_file",
+    "save_model_file",
+    "MESH_EXTENSIONS",
+    "POINT_EXTENSIONS",
+]

@@ -1,0 +1,59 @@
+"""Atomic output: write to a temporary file in the target folder, then rename over the target."""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .._typing import PathLike
+from ..errors import InputError
+
+__all__ = ["atomic_write", "check_writable"]
+
+
+def check_writable(path: PathLike) -> Path:
+    """Return ``path`` as a ``Path`` after checking that its folder exists and can be written.
+
+    Raises:
+        InputError: if the folder is missing, is not a folder, or is not writable, or if ``path``
+            is itself a folder.
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise InputError(f"{p}: output path is a directory")
+    if not parent.exists():
+        raise InputError(f"{p}: output folder {parent} does not exist")
+    if not parent.is_dir():
+        raise InputError(f"{p}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{p}: output folder {parent} is not writable")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it.
+
+    The temporary name keeps ``suffix`` (default: the target's extension) so that writers that
+    pick a format by extension (trimesh, Open3D) still work. Readers never see a half-written
+    file under the final name.
+    """
+    target = check_writable(path)
+    suffix = suffix or target.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    # mkstemp creates the file private (0600); give the result the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
+    try:
+        yield tmp_path
+        if not tmp_path.exists() or tmp_path.stat().st_size == 0:
+            raise OSError(f"{target}: writer produced no data")
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()

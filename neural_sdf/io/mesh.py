@@ -1,0 +1,125 @@
+"""Mesh files (.obj .ply .stl .off .glb) to and from ``Mesh``, parsed and written by trimesh."""
+
+import logging
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from .._typing import PathLike
+from ..errors import InputError
+from ..geometry import Mesh
+from ._atomic import atomic_write
+
+__all__ = ["MESH_EXTENSIONS", "load_mesh", "save_mesh", "mesh_from_object"]
+
+log = logging.getLogger(__name__)
+
+MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb")
+"""Extensions read and written as meshes."""
+
+MeshSource = Union[PathLike, Mesh, Any]
+
+
+def check_input_file(path: PathLike, allowed: tuple[str, ...], kind: str) -> Path:
+    """Return ``path`` after checking it is an existing, non-empty file with an allowed extension.
+
+    Raises:
+        InputError: naming the file and the problem.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, expected a {kind} file")
+    if p.suffix.lower() not in allowed:
+        raise InputError(
+            f"{p}: unknown {kind} extension {p.suffix or '(none)'!r}; expected one of {', '.join(allowed)}"
+        )
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: file is empty")
+    return p
+
+
+def _read_trimesh(path: Path) -> Any:
+    """Parse a mesh or point-cloud file with trimesh; vertices merged as the file means them.
+
+    Returns a ``trimesh.Trimesh`` (scenes are flattened), or a ``trimesh.PointCloud`` for a
+    ``.ply`` without faces.
+    """
+    import trimesh
+
+    try:
+        # merge_norm/merge_tex: OBJ files with per-corner normal or UV indices (e.g. "f v//n")
+        # would otherwise be split into disconnected triangles and lose watertightness.
+        # PLY is read as what it is (mesh or cloud); other formats are flattened to one mesh.
+        force = None if path.suffix.lower() == ".ply" else "mesh"
+        loaded = trimesh.load(str(path), force=force, process=False, merge_norm=True, merge_tex=True)
+    except Exception as exc:  # trimesh raises many types for malformed files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot parse ({reason})") from exc
+    return loaded
+
+
+def mesh_from_object(obj: Any, name: str = "mesh") -> Mesh:
+    """Convert a ``Mesh``, ``trimesh.Trimesh`` or ``open3d.geometry.TriangleMesh`` to ``Mesh``."""
+    if isinstance(obj, Mesh):
+        return obj
+    vertices = faces = None
+    if hasattr(obj, "vertices") and hasattr(obj, "faces"):  # trimesh
+        vertices, faces = np.asarray(obj.vertices), np.asarray(obj.faces)
+    elif hasattr(obj, "vertices") and hasattr(obj, "triangles"):  # open3d
+        vertices, faces = np.asarray(obj.vertices), np.asarray(obj.triangles)
+    if vertices is None:
+        raise TypeError(f"{name}: expected a path, Mesh, trimesh.Trimesh or open3d TriangleMesh, got {type(obj).__name__}")
+    return Mesh(vertices.astype(np.float64), faces.astype(np.int64).reshape(-1, 3))
+
+
+def load_mesh(source: MeshSource) -> Mesh:
+    """Load a triangle mesh from a file or convert a mesh object.
+
+    Vertices are merged only where the file itself shares them; no face is dropped.
+
+    Args:
+        source: path to ``.obj .ply .stl .off .glb``, or a ``Mesh``/trimesh/Open3D mesh.
+
+    Returns:
+        ``Mesh`` with float64 vertices in the file's units and int64 faces.
+
+    Raises:
+        InputError: the file is missing, empty, malformed, has no faces, or has non-finite vertices.
+    """
+    if not isinstance(source, (str, Path)):
+        return _validate(mesh_from_object(source), "mesh")
+    path = check_input_file(source, MESH_EXTENSIONS, "mesh")
+    loaded = _read_trimesh(path)
+    faces = np.asarray(getattr(loaded, "faces", np.zeros((0, 3))))
+    if len(faces) == 0:
+        raise InputError(f"{path}: no faces (not a triangle mesh, or not a valid {path.suffix} file)")
+    return _validate(mesh_from_object(loaded, str(path)), str(path))
+
+
+def _validate(mesh: Mesh, name: str) -> Mesh:
+    if mesh.is_empty:
+        raise InputError(f"{name}: mesh has no faces")
+    if not np.all(np.isfinite(mesh.vertices)):
+        raise InputError(f"{name}: mesh has non-finite vertex coordinates")
+    return mesh
+
+
+def save_mesh(mesh: Mesh, path: PathLike) -> Path:
+    """Write ``mesh`` atomically, in the format given by the extension of ``path``.
+
+    Raises:
+        InputError: unknown extension, empty mesh, or an output folder that is missing or read-only.
+    """
+    p = Path(path)
+    if p.suffix.lower() not in MESH_EXTENSIONS:
+        raise InputError(
+            f"{p}: unknown mesh extension {p.suffix or '(none)'!r}; expected one of {', '.join(MESH_EXTENSIONS)}"
+        )
+    if mesh.is_empty:
+        raise InputError(f"{p}: refusing to write an empty mesh")
+    with atomic_write(p) as tmp:
+        mesh.to_trimesh().export(str(tmp), file_type=p.suffix.lower().lstrip("."))
+    return p

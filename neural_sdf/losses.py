@@ -1,0 +1,53 @@
+"""Pure, unweighted loss terms. Weights live in ``config.LossWeights``, never here.
+
+SDF terms follow the SIREN paper (Sitzmann et al. 2020, Sec. 4.2, Eq. 6). Each term is a mean
+over the samples its mask selects (the reference code averages over the whole batch with zeros
+elsewhere, which only rescales the weights by the fraction of selected samples).
+"""
+
+import torch
+
+__all__ = [
+    "sdf_surface_loss",
+    "sdf_off_surface_loss",
+    "normal_alignment_loss",
+    "eikonal_loss",
+    "mse_loss",
+]
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    if values.shape[0] != mask.shape[0]:
+        raise ValueError(f"mask must have {values.shape[0]} rows, got {mask.shape[0]}")
+    count = mask.sum()
+    if int(count) == 0:
+        return values.new_zeros(())
+    return (values * mask.to(values.dtype)).sum() / count
+
+
+def sdf_surface_loss(sdf: torch.Tensor, on_surface: torch.Tensor) -> torch.Tensor:
+    """Mean ``|f(x)|`` over surface samples. ``sdf`` ``(M, 1)``, ``on_surface`` ``(M,)`` bool."""
+    return _masked_mean(sdf.abs().squeeze(-1), on_surface)
+
+
+def sdf_off_surface_loss(sdf: torch.Tensor, off_surface: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Mean ``exp(-alpha |f(x)|)`` over off-surface samples: penalizes zeros away from the data."""
+    return _masked_mean(torch.exp(-alpha * sdf.abs().squeeze(-1)), off_surface)
+
+
+def normal_alignment_loss(grad: torch.Tensor, normals: torch.Tensor, on_surface: torch.Tensor) -> torch.Tensor:
+    """Mean ``1 - cos(grad f, n)`` over surface samples. ``grad``, ``normals`` ``(M, 3)``."""
+    cos = torch.nn.functional.cosine_similarity(grad, normals, dim=-1, eps=1e-8)
+    return _masked_mean(1.0 - cos, on_surface)
+
+
+def eikonal_loss(grad: torch.Tensor) -> torch.Tensor:
+    """Mean ``| |grad f| - 1 |`` over all samples (a signed distance has unit gradient)."""
+    return (grad.norm(dim=-1) - 1.0).abs().mean()
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over every element."""
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    return ((pred - target) ** 2).mean()

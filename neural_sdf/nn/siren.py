@@ -1,0 +1,108 @@
+"""SIREN: multilayer perceptrons with sine activations (Sitzmann et al., NeurIPS 2020).
+
+The one network core that SDF, image, video and PDE fields all reuse. Layers compute
+``sin(w0 * (W x + b) + shift)``; ``shift`` is an optional per-layer phase modulation (as in
+Mehta et al. 2021 and Functa), used by shape spaces.
+"""
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..config import SirenConfig
+
+__all__ = ["SineLayer", "Siren"]
+
+
+class SineLayer(nn.Module):
+    """One sine layer ``y = sin(w0 * (W x + b) + shift)`` with the SIREN initialization.
+
+    Initialization (paper, Sec. 3.2 and supplement Sec. 1): the first layer draws
+    ``W ~ U(-1/n, 1/n)`` so that ``w0 * W x`` spans several periods of the sine for inputs in
+    [-1, 1]; hidden layers draw ``W ~ U(-sqrt(6/n)/w0, sqrt(6/n)/w0)`` so that pre-activations
+    ``w0 * W x`` are distributed with unit spread through depth. ``n`` is ``in_features``. Biases
+    keep PyTorch's default, as in the reference code.
+
+    Args:
+        in_features: input width ``n``.
+        out_features: output width.
+        w0: frequency factor.
+        is_first: use the first-layer initialization.
+        activation: "sine" (default), or "relu"/"tanh" baselines with PyTorch's default init.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, w0: float = 30.0, is_first: bool = False,
+        activation: str = "sine",
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.w0 = float(w0) if activation == "sine" else 1.0
+        self.is_first = is_first
+        self.activation = activation
+        self.linear = nn.Linear(in_features, out_features)
+        if activation == "sine":
+            bound = 1.0 / in_features if is_first else math.sqrt(6.0 / in_features) / self.w0
+            with torch.no_grad():
+                self.linear.weight.uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor, shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Map ``(..., in_features)`` to ``(..., out_features)``; ``shift`` broadcasts to the output."""
+        z = self.w0 * self.linear(x)
+        if shift is not None:
+            z = z + shift
+        if self.activation == "sine":
+            return torch.sin(z)
+        if self.activation == "relu":
+            return torch.relu(z)
+        return torch.tanh(z)
+
+
+class Siren(nn.Module):
+    """A SIREN: ``1 + num_hidden_layers`` sine layers of width ``hidden_dim``, then a linear layer.
+
+    Args:
+        config: network shape; see ``SirenConfig``.
+
+    Shapes:
+        ``forward(coords (..., in_dim), shift (..., num_sine_layers, hidden_dim) or None)``
+        returns ``(..., out_dim)``.
+    """
+
+    def __init__(self, config: SirenConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        layers = [SineLayer(c.in_dim, c.hidden_dim, c.w0_first, True, c.activation)]
+        layers += [
+            SineLayer(c.hidden_dim, c.hidden_dim, c.w0, False, c.activation)
+            for _ in range(c.num_hidden_layers)
+        ]
+        self.layers = nn.ModuleList(layers)
+        self.last = nn.Linear(c.hidden_dim, c.out_dim)
+        if c.activation == "sine":
+            # The reference code initializes the final linear layer like a hidden layer.
+            bound = math.sqrt(6.0 / c.hidden_dim) / c.w0
+            with torch.no_grad():
+                self.last.weight.uniform_(-bound, bound)
+
+    @classmethod
+    def from_config(cls, config: SirenConfig) -> "Siren":
+        """Build a network from its config."""
+        return cls(config)
+
+    @property
+    def num_sine_layers(self) -> int:
+        """Number of (modulatable) sine layers."""
+        return len(self.layers)
+
+    def forward(self, coords: torch.Tensor, shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Evaluate the network at ``coords`` ``(..., in_dim)``; returns ``(..., out_dim)``."""
+        if coords.shape[-1] != self.config.in_dim:
+            raise ValueError(f"coords must be (..., {self.config.in_dim}), got {tuple(coords.shape)}")
+        h = coords
+        for i, layer in enumerate(self.layers):
+            h = layer(h, None if shift is None else shift[..., i, :])
+        return self.last(h)

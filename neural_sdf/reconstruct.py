@@ -1,0 +1,189 @@
+"""Point cloud (or mesh) in, fitted SDF model and watertight mesh out: ``fit_sdf`` and ``reconstruct``."""
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ._typing import Device, PathLike
+from .config import ExtractConfig, LossWeights, SamplingConfig, SirenConfig, TrainConfig, config_to_dict
+from .errors import InputError
+from .extract import extract_mesh as _extract
+from .fields.sdf import SDFModel, cloud_to_tensors, make_sdf_step
+from .geometry import Mesh, PointCloud, bounds, fit_normalization
+from .io.pointcloud import PointSource, load_points
+from .nn import Siren
+from .train import fit, load_training_state, save_training_state
+
+__all__ = ["FitOptions", "fit_sdf", "extract_mesh", "reconstruct", "ReconstructResult", "SUPPORT_POINTS"]
+
+log = logging.getLogger(__name__)
+
+SUPPORT_POINTS = 50_000
+"""Input points kept in a model file, for stray-piece clean-up at extraction and for overlays."""
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Everything that determines a fit (saved with the model)."""
+
+    siren: SirenConfig = field(default_factory=SirenConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    weights: LossWeights = field(default_factory=LossWeights)
+
+
+@dataclass
+class ReconstructResult:
+    """The outcome of ``reconstruct``.
+
+    Attributes:
+        mesh: world-space mesh (input units), outward faces, stray pieces removed.
+        model: the fitted SDF.
+        fit_seconds: wall time of the fit (this call).
+        extract_seconds: wall time of the extraction.
+    """
+
+    mesh: Mesh
+    model: SDFModel
+    fit_seconds: float
+    extract_seconds: float
+
+
+def _fingerprint(cloud: PointCloud, options: FitOptions) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(cloud.points).tobytes())
+    if cloud.normals is not None:
+        h.update(np.ascontiguousarray(cloud.normals).tobytes())
+    h.update(json.dumps(config_to_dict(options), sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+def fit_sdf(
+    source: PointSource,
+    options: FitOptions = FitOptions(),
+    *,
+    device: Device = "cpu",
+    checkpoint: Optional[PathLike] = None,
+    progress: bool = True,
+) -> SDFModel:
+    """Fit a SIREN SDF to an oriented point cloud (or a mesh, sampled area-weighted).
+
+    Args:
+        source: path, array, ``PointCloud``, or trimesh/Open3D object (see ``load_points``).
+        options: network, training, sampling and loss settings.
+        device: torch device (the CLI resolves "auto").
+        checkpoint: file for resumable checkpoints. If it exists and was written by a fit of the
+            same input and options, the fit resumes from it; it is deleted when the fit completes.
+        progress: show a progress bar with loss and ETA.
+
+    Returns:
+        The fitted ``SDFModel`` (normalization, data bounds and training record included).
+
+    Raises:
+        InputError: unusable input (see ``load_points``), or a cloud without normals.
+    """
+    t0 = time.perf_counter()
+    cloud = load_points(source, seed=options.train.seed)
+    name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
+    if cloud.normals is None:
+        raise InputError(f"{name}: the cloud has no normals; the SDF fit needs oriented points")
+    normalization = fit_normalization(cloud.points)
+    torch.manual_seed(options.train.seed)  # initialization only; batches use per-step generators
+    network = Siren(options.siren).to(device)
+    points, normals = cloud_to_tensors(cloud, normalization, device)
+    step_fn = make_sdf_step(network, points, normals, options.sampling, options.weights, options.train.seed)
+    optimizer = torch.optim.Adam(network.parameters(), lr=options.train.lr)
+    fingerprint = _fingerprint(cloud, options)
+    start = 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists():
+        try:
+            step, meta = load_training_state(ckpt, network, optimizer)
+        except InputError as exc:
+            log.warning("ignoring unreadable checkpoint %s (%s)", ckpt, exc)
+        else:
+            if meta.get("fingerprint") == fingerprint:
+                start = step
+                log.info("resuming from %s at step %d", ckpt, step)
+            else:
+                log.warning("checkpoint %s belongs to another input or settings; starting afresh", ckpt)
+                torch.manual_seed(options.train.seed)
+                network = Siren(options.siren).to(device)
+                step_fn = make_sdf_step(network, points, normals, options.sampling, options.weights, options.train.seed)
+                optimizer = torch.optim.Adam(network.parameters(), lr=options.train.lr)
+
+    def on_checkpoint(done: int, opt: torch.optim.Optimizer) -> None:
+        assert ckpt is not None
+        save_training_state(ckpt, network, opt, done, {"fingerprint": fingerprint})
+
+    result = fit(
+        network,
+        step_fn,
+        options.train,
+        optimizer=optimizer,
+        start_step=start,
+        on_checkpoint=on_checkpoint if ckpt is not None else None,
+        progress=progress,
+        desc="fit",
+    )
+    network.eval()
+    rng = np.random.default_rng(options.train.seed)
+    keep = rng.choice(len(cloud), size=min(SUPPORT_POINTS, len(cloud)), replace=False)
+    info: dict[str, Any] = {
+        "source": name,
+        "num_points": len(cloud),
+        "options": config_to_dict(options),
+        "fit_seconds": time.perf_counter() - t0,
+        "train_seconds": result.seconds,
+        "resumed_from": result.resumed_from,
+        "history": result.history,
+        "fingerprint": fingerprint,
+    }
+    model = SDFModel(network, normalization, bounds(cloud.points), info, support_points=cloud.points[np.sort(keep)])
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()
+    return model
+
+
+def extract_mesh(model: SDFModel, config: ExtractConfig = ExtractConfig(), *, progress: bool = False) -> Mesh:
+    """Mesh a fitted model's zero level set in its input's coordinates (see ``extract.extract_mesh``)."""
+    return _extract(
+        model.network,
+        model.normalization,
+        model.data_bounds,
+        config,
+        support_points=model.support_points,
+        device=model.device,
+        progress=progress,
+    )
+
+
+def reconstruct(
+    source: PointSource,
+    options: FitOptions = FitOptions(),
+    extract: ExtractConfig = ExtractConfig(),
+    *,
+    device: Device = "cpu",
+    checkpoint: Optional[PathLike] = None,
+    progress: bool = True,
+) -> ReconstructResult:
+    """Fit an SDF to ``source`` and extract its mesh, in the input's coordinates.
+
+    Raises:
+        InputError: unusable input, or a fit whose SDF has no zero crossing.
+    """
+    t0 = time.perf_counter()
+    model = fit_sdf(source, options, device=device, checkpoint=checkpoint, progress=progress)
+    t1 = time.perf_counter()
+    mesh = extract_mesh(model, extract, progress=progress)
+    t2 = time.perf_counter()
+    if mesh.is_empty:
+        raise InputError(f"{source if isinstance(source, (str, Path)) else 'input'}: the fitted SDF has no zero crossing; no surface to extract")
+    return ReconstructResult(mesh, model, t1 - t0, t2 - t1)

@@ -1,0 +1,140 @@
+"""Headless pictures of meshes and point clouds with Open3D's offscreen renderer.
+
+Open3D is imported lazily. On machines without a GPU, Open3D renders through Vulkan on the CPU
+(Debian packages ``libvulkan1`` and ``mesa-vulkan-drivers``).
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._typing import PathLike
+from .errors import InputError
+from .geometry import Mesh, PointCloud
+from .io._atomic import atomic_write
+
+__all__ = ["RenderOptions", "render_views", "save_png", "parse_size"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How pictures are rendered."""
+
+    width: int = 640
+    height: int = 480
+    views: int = 1
+    """Views on a turntable around the vertical axis, tiled into a near-square sheet."""
+    normals: bool = False
+    """Colour surfaces and points by their normal (RGB = (n + 1) / 2)."""
+    elevation_deg: float = 20.0
+    background: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    point_size: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (16 <= self.width <= 8192 and 16 <= self.height <= 8192):
+            raise ValueError(f"size must be between 16 and 8192 pixels per side, got {self.width}x{self.height}")
+        if not 1 <= self.views <= 64:
+            raise ValueError(f"views must be in 1..64, got {self.views}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse ``"WxH"`` into ``(W, H)``."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise ValueError(f"size must look like 640x480, got {text!r}") from exc
+    return w, h
+
+
+def _to_o3d(item: Any, normals_colour: bool) -> Any:
+    import open3d as o3d
+
+    if isinstance(item, Mesh):
+        m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(item.vertices), o3d.utility.Vector3iVector(item.faces.astype(np.int32)))
+        m.compute_vertex_normals()
+        if normals_colour:
+            m.vertex_colors = o3d.utility.Vector3dVector((np.asarray(m.vertex_normals) + 1) / 2)
+        else:
+            m.paint_uniform_color([0.72, 0.74, 0.80])
+        return m
+    if isinstance(item, PointCloud):
+        p = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(item.points))
+        if item.normals is not None:
+            p.normals = o3d.utility.Vector3dVector(item.normals)
+            if normals_colour:
+                p.colors = o3d.utility.Vector3dVector((item.normals + 1) / 2)
+        if not normals_colour or item.normals is None:
+            p.paint_uniform_color([0.2, 0.35, 0.8])
+        return p
+    raise TypeError(f"cannot render {type(item).__name__}")
+
+
+def render_views(items: Sequence[Mesh | PointCloud], options: RenderOptions = RenderOptions()) -> np.ndarray:
+    """Render meshes and clouds together from ``options.views`` turntable angles.
+
+    Returns:
+        ``(H, W, 3)`` uint8 picture: the views tiled into a sheet of ``ceil(sqrt(views))`` columns,
+        each ``options.width x options.height``.
+    """
+    import open3d as o3d
+    from open3d.visualization import rendering
+
+    if not items:
+        raise ValueError("nothing to render")
+    renderer = rendering.OffscreenRenderer(options.width, options.height)
+    scene = renderer.scene
+    scene.set_background(list(options.background))
+    lo = np.min([np.min(_points_of(i), axis=0) for i in items], axis=0)
+    hi = np.max([np.max(_points_of(i), axis=0) for i in items], axis=0)
+    for n, item in enumerate(items):
+        geom = _to_o3d(item, options.normals)
+        mat = rendering.MaterialRecord()
+        if isinstance(item, Mesh):
+            mat.shader = "defaultUnlit" if options.normals else "defaultLit"
+        else:
+            mat.shader = "defaultUnlit"
+            mat.point_size = options.point_size
+        scene.add_geometry(f"g{n}", geom, mat)
+    scene.scene.set_sun_light([-0.4, -0.6, -0.7], [1.0, 1.0, 1.0], 90000)
+    scene.scene.enable_sun_light(True)
+    center = (lo + hi) / 2
+    radius = float(np.linalg.norm(hi - lo)) / 2 or 1.0
+    fov = 40.0
+    dist = radius / math.sin(math.radians(fov / 2)) * 1.05
+    tiles = []
+    elev = math.radians(options.elevation_deg)
+    for v in range(options.views):
+        az = 2 * math.pi * v / options.views + math.radians(30)
+        eye = center + dist * np.array([math.cos(elev) * math.sin(az), math.sin(elev), math.cos(elev) * math.cos(az)])
+        renderer.setup_camera(fov, center.tolist(), eye.tolist(), [0.0, 1.0, 0.0])
+        tiles.append(np.asarray(renderer.render_to_image())[..., :3].copy())
+    cols = math.ceil(math.sqrt(options.views))
+    rows = math.ceil(options.views / cols)
+    blank = np.full_like(tiles[0], 255)
+    tiles += [blank] * (rows * cols - len(tiles))
+    sheet = np.concatenate([np.concatenate(tiles[r * cols : (r + 1) * cols], axis=1) for r in range(rows)], axis=0)
+    del renderer
+    return sheet
+
+
+def _points_of(item: Mesh | PointCloud) -> np.ndarray:
+    return item.vertices if isinstance(item, Mesh) else item.points
+
+
+def save_png(image: np.ndarray, path: PathLike) -> Path:
+    """Write an ``(H, W, 3)`` uint8 image as PNG, atomically."""
+    import open3d as o3d
+
+    p = Path(path)
+    if p.suffix.lower() != ".png":
+        raise InputError(f"{p}: pictures are written as .png")
+    with atomic_write(p) as tmp:
+        if not o3d.io.write_image(str(tmp), o3d.geometry.Image(np.ascontiguousarray(image, dtype=np.uint8))):
+            raise OSError(f"{p}: could not write PNG")
+    return p

@@ -1,0 +1,180 @@
+"""Samples for training and extraction: surface samples of meshes, SDF training batches, grids.
+
+Every function takes a seed or a generator; none touches the global RNG. Grids use
+``indexing="ij"``: ``grid[i, j, k]`` is the point ``(x_i, y_j, z_k)``.
+"""
+
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import torch
+
+from .config import SamplingConfig
+from .geometry import Mesh, PointCloud
+
+__all__ = [
+    "sample_mesh_surface",
+    "SDFBatch",
+    "sample_sdf_batch",
+    "step_generator",
+    "Grid",
+    "make_grid",
+    "iter_chunks",
+]
+
+
+def sample_mesh_surface(mesh: Mesh, num_points: int, seed: int = 0) -> PointCloud:
+    """Draw area-weighted samples on a mesh, each with the normal of its face.
+
+    Args:
+        mesh: the mesh (faces counter-clockwise seen from outside).
+        num_points: number of samples ``N``.
+        seed: seed of the sampling.
+
+    Returns:
+        ``PointCloud`` with ``(N, 3)`` points (world units) and ``(N, 3)`` unit outward normals.
+
+    Raises:
+        ValueError: if the mesh has no faces of positive area or ``num_points < 1``.
+    """
+    if num_points < 1:
+        raise ValueError(f"num_points must be >= 1, got {num_points}")
+    v, f = mesh.vertices, mesh.faces
+    tri = v[f]  # (F, 3, 3)
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    area2 = np.linalg.norm(cross, axis=1)
+    total = area2.sum()
+    if not total > 0 or not np.isfinite(total):
+        raise ValueError("mesh has no faces of positive, finite area")
+    rng = np.random.default_rng(seed)
+    face = rng.choice(len(f), size=num_points, p=area2 / total)
+    # Uniform barycentric coordinates by folding the unit square onto the triangle.
+    u, w = rng.random(num_points), rng.random(num_points)
+    flip = u + w > 1
+    u[flip], w[flip] = 1 - u[flip], 1 - w[flip]
+    t = tri[face]
+    points = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + w[:, None] * (t[:, 2] - t[:, 0])
+    normals = cross[face] / np.maximum(area2[face], 1e-300)[:, None]
+    return PointCloud(points, normals)
+
+
+class SDFBatch(NamedTuple):
+    """One SDF training batch (normalized coordinates).
+
+    Attributes:
+        coords: ``(M, 3)`` sample positions, surface samples first.
+        normals: ``(M, 3)`` target unit normals; rows where ``on_surface`` is False are zero and unused.
+        on_surface: ``(M,)`` bool mask of surface samples.
+        off_surface: ``(M,)`` bool mask of uniform free-space samples (their SDF is unknown, non-zero).
+    """
+
+    coords: torch.Tensor
+    normals: torch.Tensor
+    on_surface: torch.Tensor
+    off_surface: torch.Tensor
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """Return a generator whose state depends only on ``(seed, step)``.
+
+    Seeding per step makes batches independent of history, so a resumed fit draws exactly the
+    batches an uninterrupted one would have.
+    """
+    g = torch.Generator(device=device)
+    g.manual_seed((int(seed) * 1_000_003 + int(step) * 7919 + 17) % (2**63 - 1))
+    return g
+
+
+def sample_sdf_batch(
+    points: torch.Tensor,
+    normals: torch.Tensor,
+    config: SamplingConfig,
+    generator: torch.Generator,
+) -> SDFBatch:
+    """Draw surface samples from the cloud and uniform samples in ``[-1, 1]^3``.
+
+    Args:
+        points: ``(N, 3)`` normalized surface points.
+        normals: ``(N, 3)`` unit normals of ``points``.
+        config: batch size and ratios. The surface batch is ``min(batch_size, N)``: a batch larger
+            than the cloud is capped, never turned into zero steps (a trap of the reference code).
+        generator: source of randomness, on ``points.device``.
+
+    Returns:
+        ``SDFBatch`` on ``points.device`` in ``points.dtype``.
+    """
+    n = points.shape[0]
+    m = min(config.batch_size, n)
+    idx = torch.randint(n, (m,), generator=generator, device=points.device)
+    surf, surf_n = points[idx], normals[idx]
+    k_off = int(round(m * config.off_surface_ratio))
+    k_near = int(round(m * config.near_surface_ratio))
+    parts = [surf]
+    off = torch.rand((k_off, 3), generator=generator, device=points.device, dtype=points.dtype) * 2 - 1
+    parts.append(off)
+    if k_near:
+        j = torch.randint(n, (k_near,), generator=generator, device=points.device)
+        noise = torch.randn((k_near, 3), generator=generator, device=points.device, dtype=points.dtype)
+        parts.append(points[j] + config.near_surface_sigma * noise)
+    coords = torch.cat(parts)
+    total = coords.shape[0]
+    on = torch.zeros(total, dtype=torch.bool, device=points.device)
+    on[:m] = True
+    off_mask = torch.zeros_like(on)
+    off_mask[m : m + k_off] = True
+    tgt_n = torch.zeros_like(coords)
+    tgt_n[:m] = surf_n
+    return SDFBatch(coords, tgt_n, on, off_mask)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular 3D grid with ``indexing="ij"``: point ``[i, j, k] = origin + (i, j, k) * spacing``.
+
+    Attributes:
+        origin: ``(3,)`` position of grid point ``[0, 0, 0]``.
+        spacing: distance between neighbouring grid points (same on every axis).
+        shape: number of points along x, y, z.
+    """
+
+    origin: tuple[float, float, float]
+    spacing: float
+    shape: tuple[int, int, int]
+
+    def axes(self) -> list[np.ndarray]:
+        """Return the three 1D coordinate arrays (float64)."""
+        # Coordinates are computed in floating point as origin + index * spacing; the SIREN
+        # reference code used integer division here and shifted samples by up to a voxel.
+        return [self.origin[a] + np.arange(self.shape[a], dtype=np.float64) * self.spacing for a in range(3)]
+
+    @property
+    def num_points(self) -> int:
+        """Total number of grid points."""
+        return int(np.prod(self.shape))
+
+
+def make_grid(lower: np.ndarray, upper: np.ndarray, resolution: int) -> Grid:
+    """Return a grid covering the box ``[lower, upper]`` with ``resolution`` points on its longest side.
+
+    Shorter sides get as many points as needed to cover them at the same spacing (cubic cells).
+    """
+    lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    if resolution < 2:
+        raise ValueError(f"resolution must be >= 2, got {resolution}")
+    size = upper - lower
+    if not np.all(size > 0):
+        raise ValueError(f"box must have positive size on every axis, got {size}")
+    spacing = float(size.max()) / (resolution - 1)
+    counts = np.maximum(np.ceil(size / spacing - 1e-9).astype(int) + 1, 2)
+    center = (lower + upper) / 2
+    origin = center - (counts - 1) * spacing / 2
+    return Grid(tuple(float(o) for o in origin), spacing, tuple(int(c) for c in counts))  # type: ignore[arg-type]
+
+
+def iter_chunks(num_items: int, chunk_size: int) -> Iterator[slice]:
+    """Yield consecutive slices covering ``range(num_items)`` of at most ``chunk_size`` items."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    for start in range(0, num_items, chunk_size):
+        yield slice(start, min(start + chunk_size, num_items))
