@@ -15,6 +15,9 @@ __all__ = [
     "LossWeights",
     "TrainConfig",
     "ExtractConfig",
+    "ImageConfig",
+    "VideoConfig",
+    "PDEConfig",
     "config_to_dict",
     "config_from_dict",
 ]
@@ -40,6 +43,9 @@ class SirenConfig:
     activation: Literal["sine", "relu", "tanh"] = _f(
         "sine", "hidden activation; 'relu' and 'tanh' are baselines with default PyTorch init"
     )
+    num_frequencies: int = _f(
+        0, "positional-encoding frequencies applied to the input (0: none; the ReLU P.E. baseline uses them)"
+    )
 
     def __post_init__(self) -> None:
         for name in ("in_dim", "out_dim", "hidden_dim"):
@@ -49,6 +55,8 @@ class SirenConfig:
             raise ValueError(f"num_hidden_layers must be >= 0, got {self.num_hidden_layers}")
         if self.w0_first <= 0 or self.w0 <= 0:
             raise ValueError(f"w0_first and w0 must be > 0, got {self.w0_first} and {self.w0}")
+        if self.num_frequencies < 0:
+            raise ValueError(f"num_frequencies must be >= 0, got {self.num_frequencies}")
         _check_literal(self, "activation")
 
 
@@ -128,6 +136,94 @@ class ExtractConfig:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if not 0 <= self.padding <= 1:
             raise ValueError(f"padding must be in [0, 1], got {self.padding}")
+
+
+Activation = Literal["sine", "relu", "relu-pe", "tanh"]
+"""Network choices of the image, video and PDE fields; 'relu-pe' is ReLU on a positional encoding."""
+
+
+def _check_positive(obj: Any, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(obj, name)}")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Fitting an image ``(row, col) -> colour`` (SIREN paper, Sec. 4.1)."""
+
+    activation: Activation = _f("sine", "network: sine (SIREN), or the relu, relu-pe (positional encoding), tanh baselines")
+    supervise: Literal["values", "gradient", "laplacian"] = _f(
+        "values", "fit the pixel values, or only their gradient or Laplacian (Poisson reconstruction, paper Sec. 4.1)"
+    )
+    max_side: int = _f(0, "downscale so that the longer side has at most this many pixels (0: keep the size)")
+    batch_size: int = _f(0, "pixels per step, drawn at random (0: every pixel, as in the paper)")
+    eval_every: int = _f(25, "steps between PSNR measurements on the whole image")
+    num_frequencies: int = _f(0, "relu-pe encoding frequencies (0: from the image size, the paper code's Nyquist rule)")
+
+    def __post_init__(self) -> None:
+        _check_literal(self, "activation")
+        _check_literal(self, "supervise")
+        _check_positive(self, "eval_every")
+        if self.max_side < 0 or self.batch_size < 0 or self.num_frequencies < 0:
+            raise ValueError("max_side, batch_size and num_frequencies must be >= 0")
+        if 0 < self.max_side < 2:
+            raise ValueError(f"max_side must be 0 or >= 2, got {self.max_side}")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """Fitting a clip ``(t, row, col) -> colour`` (SIREN paper, Sec. 4.1, video)."""
+
+    activation: Activation = _f("sine", "network: sine (SIREN), or the relu, relu-pe, tanh baselines")
+    frames: int = _f(0, "use the first F frames of the clip (0: all)")
+    max_side: int = _f(0, "downscale frames so the longer side has at most this many pixels (0: keep the size)")
+    batch_size: int = _f(8192, "random (t, row, col) samples per step")
+    eval_every: int = _f(100, "steps between mean-PSNR measurements on the whole clip")
+    num_interpolated: int = _f(3, "frames written at fractional times t + 0.5 between decoded frames")
+    num_frequencies: int = _f(0, "relu-pe encoding frequencies (0: from the clip size)")
+
+    def __post_init__(self) -> None:
+        _check_literal(self, "activation")
+        _check_positive(self, "batch_size", "eval_every")
+        if self.frames < 0 or self.max_side < 0 or self.num_interpolated < 0 or self.num_frequencies < 0:
+            raise ValueError("frames, max_side, num_interpolated and num_frequencies must be >= 0")
+        if 0 < self.max_side < 2:
+            raise ValueError(f"max_side must be 0 or >= 2, got {self.max_side}")
+
+
+@dataclass(frozen=True)
+class PDEConfig:
+    """Solving a PDE with the network as the solution (SIREN paper, Sec. 4.3). Domain [-1, 1]^2."""
+
+    activation: Activation = _f("sine", "network: sine (SIREN), or the relu, relu-pe, tanh baselines")
+    batch_size: int = _f(2048, "interior collocation points per step")
+    boundary_batch_size: int = _f(512, "boundary (and initial-condition) points per step")
+    boundary_weight: float = _f(10.0, "weight of the boundary / initial-condition terms against the residual")
+    wavenumber: float = _f(10.0, "Helmholtz: wavenumber k, in 1/normalized units (wavelength 2 pi / k)")
+    source_sigma: float = _f(0.03, "Helmholtz: width of the Gaussian that stands for the point source")
+    source_fraction: float = _f(0.25, "Helmholtz: share of the collocation points drawn around the source")
+    exclude_radius: float = _f(0.15, "Helmholtz: error is measured at distance >= this from the source")
+    wave_speed: float = _f(0.5, "wave: propagation speed c (normalized length per unit time; t in [0, 1])")
+    pulse_width: float = _f(0.1, "wave: standard deviation of the initial Gaussian pulse")
+    eval_resolution: int = _f(101, "points per side of the evaluation grid")
+    eval_every: int = _f(50, "steps between error measurements")
+    num_frequencies: int = _f(0, "relu-pe encoding frequencies (0: 6)")
+
+    def __post_init__(self) -> None:
+        _check_literal(self, "activation")
+        _check_positive(
+            self, "batch_size", "boundary_batch_size", "wavenumber", "source_sigma", "exclude_radius", "wave_speed",
+            "pulse_width", "eval_every",
+        )
+        if self.boundary_weight < 0:
+            raise ValueError(f"boundary_weight must be >= 0, got {self.boundary_weight}")
+        if not 0 <= self.source_fraction < 1:
+            raise ValueError(f"source_fraction must be in [0, 1), got {self.source_fraction}")
+        if self.eval_resolution < 8:
+            raise ValueError(f"eval_resolution must be >= 8, got {self.eval_resolution}")
+        if self.num_frequencies < 0:
+            raise ValueError(f"num_frequencies must be >= 0, got {self.num_frequencies}")
 
 
 def _check_literal(obj: Any, name: str) -> None:

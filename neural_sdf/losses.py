@@ -13,6 +13,9 @@ __all__ = [
     "normal_alignment_loss",
     "eikonal_loss",
     "mse_loss",
+    "poisson_residual",
+    "helmholtz_residual",
+    "wave_residual",
 ]
 
 
@@ -51,3 +54,24 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
     return ((pred - target) ** 2).mean()
+
+
+# PDE residuals (SIREN paper, Sec. 4.3). Each returns the pointwise residual; a loss is
+# ``mse_loss(residual, zeros)`` or a masked mean of its square.
+
+
+def poisson_residual(laplacian_u: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Residual ``lap u - f`` of the Poisson equation ``lap u = f``; inputs ``(M, 1)``."""
+    return laplacian_u - source
+
+
+def helmholtz_residual(
+    laplacian_u: torch.Tensor, u: torch.Tensor, wavenumber: float, source: torch.Tensor
+) -> torch.Tensor:
+    """Residual ``lap u + k^2 u + f`` of ``(lap + k^2) u = -f``; each input ``(M, C)`` (C = 2: real, imaginary)."""
+    return laplacian_u + (wavenumber**2) * u + source
+
+
+def wave_residual(u_tt: torch.Tensor, laplacian_x_u: torch.Tensor, speed: float) -> torch.Tensor:
+    """Residual ``u_tt - c^2 lap_x u`` of the wave equation; inputs ``(M, 1)``."""
+    return u_tt - (speed**2) * laplacian_x_u

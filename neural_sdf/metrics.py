@@ -21,7 +21,7 @@ import numpy as np
 from .geometry import Mesh, PointCloud
 from .sampling import sample_mesh_surface
 
-__all__ = ["MeshMetrics", "evaluate_meshes", "nearest_distances", "DEFINITION"]
+__all__ = ["MeshMetrics", "evaluate_meshes", "nearest_distances", "DEFINITION", "psnr"]
 
 DEFINITION = (
     "Both meshes sampled area-weighted ({n} points each, seed {seed}); nearest-sample distances "
@@ -112,3 +112,21 @@ def evaluate_meshes(
         num_samples=num_samples,
         definition=DEFINITION.format(n=num_samples, seed=seed),
     )
+
+
+def psnr(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio ``10 log10(data_range^2 / MSE)`` in dB over every element.
+
+    Args:
+        pred: array of any shape.
+        target: array of the same shape.
+        data_range: peak-to-peak range of the signal (1 for images in [0, 1]).
+
+    Returns:
+        PSNR in dB (``inf`` when the arrays are equal).
+    """
+    pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {pred.shape} and target {target.shape} differ")
+    mse = float(np.mean((pred - target) ** 2))
+    return float("inf") if mse == 0 else float(10.0 * np.log10(data_range**2 / mse))

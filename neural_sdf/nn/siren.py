@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..config import SirenConfig
+from .encoding import PositionalEncoding
 
 __all__ = ["SineLayer", "Siren"]
 
@@ -75,7 +76,11 @@ class Siren(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        layers = [SineLayer(c.in_dim, c.hidden_dim, c.w0_first, True, c.activation)]
+        # Optional parameter-free input encoding (ReLU P.E. baseline); absent by default, so the
+        # default network and its state_dict keys are unchanged.
+        self.encoding = PositionalEncoding(c.in_dim, c.num_frequencies) if c.num_frequencies else None
+        first_in = self.encoding.out_dim if self.encoding is not None else c.in_dim
+        layers = [SineLayer(first_in, c.hidden_dim, c.w0_first, True, c.activation)]
         layers += [
             SineLayer(c.hidden_dim, c.hidden_dim, c.w0, False, c.activation)
             for _ in range(c.num_hidden_layers)
@@ -102,7 +107,7 @@ class Siren(nn.Module):
         """Evaluate the network at ``coords`` ``(..., in_dim)``; returns ``(..., out_dim)``."""
         if coords.shape[-1] != self.config.in_dim:
             raise ValueError(f"coords must be (..., {self.config.in_dim}), got {tuple(coords.shape)}")
-        h = coords
+        h = coords if self.encoding is None else self.encoding(coords)
         for i, layer in enumerate(self.layers):
             h = layer(h, None if shift is None else shift[..., i, :])
         return self.last(h)
