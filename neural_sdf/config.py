@@ -18,6 +18,7 @@ __all__ = [
     "ImageConfig",
     "VideoConfig",
     "PDEConfig",
+    "ShapeSpaceConfig",
     "config_to_dict",
     "config_from_dict",
 ]
@@ -224,6 +225,30 @@ class PDEConfig:
             raise ValueError(f"eval_resolution must be >= 8, got {self.eval_resolution}")
         if self.num_frequencies < 0:
             raise ValueError(f"num_frequencies must be >= 0, got {self.num_frequencies}")
+
+
+@dataclass(frozen=True)
+class ShapeSpaceConfig:
+    """A learned shape space: one SIREN phase-shifted per layer by a mapping network of a latent code.
+
+    Auto-decoder training as in DeepSDF (Park et al. 2019); shift modulations as in pi-GAN
+    (Chan et al. 2021) and Mehta et al. 2021.
+    """
+
+    latent_dim: int = _f(64, "size of each shape's latent code")
+    mapping_hidden_dim: int = _f(128, "width of the mapping network's hidden layers (latent -> per-layer shifts)")
+    mapping_layers: int = _f(1, "hidden ReLU layers of the mapping network (0: a linear map)")
+    latent_init_std: float = _f(0.01, "standard deviation of the initial latent codes (DeepSDF: 0.01)")
+    latent_reg: float = _f(1.0, "weight of the mean squared norm of the latent codes (a Gaussian prior)")
+    latent_lr_scale: float = _f(10.0, "latent codes learn this many times faster than the network weights")
+    num_points: int = _f(100_000, "oriented points sampled per shape that is given as a mesh")
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "latent_dim", "mapping_hidden_dim", "latent_init_std", "latent_lr_scale", "num_points")
+        if self.mapping_layers < 0:
+            raise ValueError(f"mapping_layers must be >= 0, got {self.mapping_layers}")
+        if self.latent_reg < 0:
+            raise ValueError(f"latent_reg must be >= 0, got {self.latent_reg}")
 
 
 def _check_literal(obj: Any, name: str) -> None:
