@@ -100,8 +100,14 @@ class TrainConfig:
     seed: int = _f(0, "seed of the initialization and of every batch")
     checkpoint_every: int = _f(500, "steps between resumable checkpoints (0: never)")
     log_every: int = _f(10, "steps between progress updates")
+    step_impl: Literal["fused", "autograd"] = _f(
+        "fused",
+        "SDF training step: 'fused' (closed-form SIREN gradient and hand-derived backward, same loss "
+        "and gradients, faster; plain sine networks only, others use 'autograd') or 'autograd' (the reference)",
+    )
 
     def __post_init__(self) -> None:
+        _check_literal(self, "step_impl")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.lr <= 0:

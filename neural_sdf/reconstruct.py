@@ -98,7 +98,9 @@ def fit_sdf(
     torch.manual_seed(options.train.seed)  # initialization only; batches use per-step generators
     network = Siren(options.siren).to(device)
     points, normals = cloud_to_tensors(cloud, normalization, device)
-    step_fn = make_sdf_step(network, points, normals, options.sampling, options.weights, options.train.seed)
+    step_fn = make_sdf_step(
+        network, points, normals, options.sampling, options.weights, options.train.seed, options.train.step_impl
+    )
     optimizer = torch.optim.Adam(network.parameters(), lr=options.train.lr)
     fingerprint = _fingerprint(cloud, options)
     start = 0
@@ -116,7 +118,9 @@ def fit_sdf(
                 log.warning("checkpoint %s belongs to another input or settings; starting afresh", ckpt)
                 torch.manual_seed(options.train.seed)
                 network = Siren(options.siren).to(device)
-                step_fn = make_sdf_step(network, points, normals, options.sampling, options.weights, options.train.seed)
+                step_fn = make_sdf_step(
+                    network, points, normals, options.sampling, options.weights, options.train.seed, options.train.step_impl
+                )
                 optimizer = torch.optim.Adam(network.parameters(), lr=options.train.lr)
 
     def on_checkpoint(done: int, opt: torch.optim.Optimizer) -> None:

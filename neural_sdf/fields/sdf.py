@@ -17,6 +17,7 @@ from ..geometry import Normalization, PointCloud, bounds
 from ..io.checkpoint import MODEL_FORMAT, load_model_file, save_model_file
 from ..losses import eikonal_loss, normal_alignment_loss, sdf_off_surface_loss, sdf_surface_loss
 from ..nn import Siren, gradient
+from ..nn.fused import DEFAULT_ROW_CHUNK, fused_sdf_loss_backward, supports_fused
 from ..sampling import SDFBatch, iter_chunks, sample_sdf_batch, step_generator
 from ..train import StepFn
 
@@ -153,11 +154,30 @@ def make_sdf_step(
     sampling: SamplingConfig,
     weights: LossWeights,
     seed: int,
+    step_impl: str = "fused",
 ) -> StepFn:
-    """Return a ``StepFn`` that draws the batch of each step from ``(seed, step)`` and backpropagates."""
+    """Return a ``StepFn`` that draws the batch of each step from ``(seed, step)`` and backpropagates.
+
+    Args:
+        step_impl: "fused" uses ``nn.fused.fused_sdf_loss_backward`` (closed-form SIREN gradient
+            and backward; same loss and gradients as ``sdf_loss``) when ``supports_fused(network)``,
+            and falls back to the autograd reference otherwise; "autograd" always uses ``sdf_loss``.
+    """
+    if step_impl not in ("fused", "autograd"):
+        raise ValueError(f"step_impl must be one of ['fused', 'autograd'], got {step_impl!r}")
+    use_fused = step_impl == "fused" and supports_fused(network)
+    if step_impl == "fused" and not use_fused:
+        log.info("network is not a plain sine SIREN; using the autograd SDF step")
+    # Row chunks keep the fused step's activations cache-resident on CPU; a GPU wants one big batch.
+    row_chunk = DEFAULT_ROW_CHUNK if points.device.type == "cpu" else None
 
     def step_fn(step: int) -> dict[str, float]:
         batch = sample_sdf_batch(points, normals, sampling, step_generator(seed, step, points.device))
+        if use_fused:
+            result = fused_sdf_loss_backward(
+                network, batch.coords, batch.normals, batch.on_surface, batch.off_surface, weights, row_chunk
+            )
+            return {"loss": float(result.loss), **result.terms}
         loss, terms = sdf_loss(network, batch, weights)
         loss.backward()
         return {"loss": float(loss.detach()), **terms}
