@@ -62,7 +62,7 @@ def _config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> 
 
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
-    _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "seed", "checkpoint_every"], title="training")
+    _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "seed", "checkpoint_every", "step_impl"], title="training")
     _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network")
     _add_config_args(p, SamplingConfig, title="sampling")
     _add_config_args(p, LossWeights, prefix="weight", title="loss weights")
@@ -243,6 +243,34 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import format_report, reconstruct_batch
+
+    if args.checkpoint is not None:
+        raise InputError("--checkpoint: batch writes one checkpoint per item (OUT_DIR/NAME.ckpt); use --no-checkpoint to turn them off")
+    try:
+        results = reconstruct_batch(
+            args.inputs,
+            args.output,
+            _fit_options(args),
+            _config_from_args(ExtractConfig, args),
+            jobs=args.jobs,
+            threads=args.threads,
+            executor="ray" if args.ray is not None else "process",
+            ray_address=args.ray or None,
+            gt_dir=args.gt,
+            retries=args.retries,
+            device=resolve_device(args.device),
+            mesh_format=args.mesh_format,
+            checkpoints=not args.no_checkpoint,
+            progress=not args.quiet,
+        )
+    except ImportError as exc:
+        raise InputError(f"--ray: {exc}") from None
+    sys.stdout.write(format_report(results, args.output) + "\n")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``neural-sdf`` argument parser."""
@@ -288,6 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=int, default=1, help="turntable views tiled into one sheet (default: 1)")
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_render)
+
+    p = sub.add_parser("batch", help="reconstruct many inputs (files, folders, globs, manifests) locally or on Ray")
+    p.add_argument("inputs", nargs="+", help="point clouds or meshes, folders (recursive), globs, or manifests (.csv, .jsonl)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="output folder (meshes, models, summary.csv, summary.json)")
+    p.add_argument("--jobs", type=int, default=1, help="items run at once in separate processes (default: 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per item (default: cores // jobs; 1 per Ray task)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="run each item as a Ray task: no ADDRESS starts a local Ray instance, HOST:PORT or auto joins a cluster")
+    p.add_argument("--gt", type=Path, default=None, metavar="DIR", help="ground-truth meshes named like the items; adds metrics to the summary")
+    p.add_argument("--retries", type=int, default=1, help="retries of an item whose worker process died (default: 1)")
+    p.add_argument("--mesh-format", default=".ply", help="mesh extension of the outputs (default: .ply)")
+    _add_training_args(p)
+    _add_extract_args(p)
+    p.set_defaults(func=_cmd_batch)
     return parser
 
 
