@@ -57,3 +57,10 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+# ``reconstruct`` names both a submodule and its main function. Importing the submodule (which
+# any ``from neural_sdf.reconstruct import ...`` does) would bind the *module* to
+# ``neural_sdf.reconstruct`` and hide the function from ``__getattr__``; binding the function
+# here, once, keeps ``neural_sdf.reconstruct(...)`` callable. It costs the torch import.
+from .reconstruct import reconstruct  # noqa: E402
