@@ -145,6 +145,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from .reconstruct import fit_sdf
 
     check_writable(args.output)
+    if args.space is not None:
+        return _cmd_fit_latent(args)
     model = fit_sdf(
         args.input, _fit_options(args), device=resolve_device(args.device),
         checkpoint=_checkpoint_path(args, args.output), progress=not args.quiet,
@@ -271,6 +273,136 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
+def _cmd_fit_latent(args: argparse.Namespace) -> int:
+    """``fit INPUT --space SPACE``: fit a shape by optimizing only its latent code."""
+    from .fields.shape_space import ShapeSpace, fit_latent
+
+    if any(getattr(args, f"SirenConfig.{f.name}", None) is not None for f in dataclasses.fields(SirenConfig)):
+        log.warning("network options are ignored with --space: the space fixes the network")
+    space = ShapeSpace.load(args.space, device=resolve_device(args.device))
+    model = fit_latent(
+        args.input, space, _config_from_args(TrainConfig, args), _config_from_args(SamplingConfig, args),
+        _config_from_args(LossWeights, args), num_mesh_samples=space.network.space_config.num_points,
+        progress=not args.quiet,
+    )
+    model.info["space"]["path"] = str(Path(args.space).resolve())
+    model.save(args.output)
+    log.info("wrote %s (latent code of %s); fit %.1f s", args.output, args.space, model.info["fit_seconds"])
+    return EXIT_OK
+
+
+def _cmd_fit_space(args: argparse.Namespace) -> int:
+    from .config import ShapeSpaceConfig
+    from .fields.shape_space import SpaceOptions, fit_shape_space
+    from .io import check_writable
+
+    check_writable(args.output)
+    if len(args.shapes) < 2:
+        raise InputError(f"{args.shapes[0]}: a shape space needs at least 2 shapes, got 1; use fit for a single shape")
+    if args.models is not None and args.models.exists() and not args.models.is_dir():
+        raise InputError(f"{args.models}: --models must be a folder")
+    options = SpaceOptions(
+        siren=_config_from_args(SirenConfig, args),
+        train=_config_from_args(TrainConfig, args),
+        sampling=_config_from_args(SamplingConfig, args),
+        weights=_config_from_args(LossWeights, args),
+        space=_config_from_args(ShapeSpaceConfig, args),
+    )
+    space = fit_shape_space(args.shapes, options, device=resolve_device(args.device), progress=not args.quiet)
+    space.save(args.output)
+    log.info("wrote %s (%d shapes, latent size %d); fit %.1f s", args.output, space.num_shapes, space.latent_dim, space.info["fit_seconds"])
+    if args.models is not None:
+        args.models.mkdir(parents=True, exist_ok=True)
+        for name in space.names:
+            model = space.shape_model(name)
+            model.info["space"]["path"] = str(Path(args.output).resolve())
+            model.save(args.models / f"{name}.nsdf")
+        log.info("wrote %d shape models to %s", space.num_shapes, args.models)
+    return EXIT_OK
+
+
+def _cmd_interpolate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .fields.sdf import SDFModel
+    from .fields.shape_space import SPACE_FORMAT, ShapeSpace, file_format
+    from .interpolate import interpolate_meshes
+    from .io import save_mesh
+    from .io._atomic import atomic_write
+
+    if args.frames < 2:
+        raise InputError(f"--frames {args.frames}: need at least 2 frames (both endpoints)")
+    if args.output.exists() and not args.output.is_dir():
+        raise InputError(f"{args.output}: output must be a folder")
+    if not args.output.parent.exists():
+        raise InputError(f"{args.output}: parent folder {args.output.parent} does not exist")
+    device = resolve_device(args.device)
+    models = []
+    for path in (args.a, args.b):
+        if file_format(path) == SPACE_FORMAT:
+            raise InputError(f"{path}: is a shape-space file, expected an SDF model (decode shapes with fit-space --models DIR, or fit INPUT --space {path})")
+        models.append(SDFModel.load(path, device=device))
+    space = None
+    if args.method == "latent":
+        space_path = args.space
+        if space_path is None:
+            record = models[0].info.get("space") if isinstance(models[0].info, dict) else None
+            if not isinstance(record, dict):
+                raise InputError(f"{args.a}: was not fitted through a shape space (no latent code); use --method blend")
+            space_path = Path(record.get("path", ""))
+            if not space_path.is_file():
+                raise InputError(f"{args.a}: its shape space {space_path} is missing; pass --space SPACE")
+        space = ShapeSpace.load(space_path, device=device)
+    elif args.space is not None:
+        log.warning("--space is ignored with --method blend")
+    if getattr(args, "ExtractConfig.resolution", None) is None:
+        setattr(args, "ExtractConfig.resolution", 128)
+    config = _config_from_args(ExtractConfig, args)
+    frames = interpolate_meshes(
+        models[0], models[1], args.frames, config, method=args.method, space=space, align=not args.no_align,
+        progress=not args.quiet,
+    )
+    empty = [f.t for f in frames if f.mesh.is_empty]
+    if empty:
+        raise InputError(
+            f"{args.a}, {args.b}: frame t={empty[0]:.3g} has no surface (a blend of shapes that do not overlap can "
+            "vanish); try aligning, --method latent, or a finer --resolution"
+        )
+    pictures = []
+    if args.render:
+        from .render import RenderOptions, parse_size, render_views
+        from tqdm.auto import tqdm
+
+        try:
+            w, h = parse_size(args.size)
+            options = RenderOptions(width=w, height=h)
+        except ValueError as exc:
+            raise InputError(f"invalid option: {exc}") from exc
+        pictures = [render_views([f.mesh], options) for f in tqdm(frames, desc="render", unit="frame", disable=args.quiet, leave=False)]
+    args.output.mkdir(exist_ok=True)
+    record = []
+    for i, f in enumerate(frames):
+        save_mesh(f.mesh, args.output / f"frame_{i:03d}.ply")
+        item = {"index": i, "t": f.t, "mesh": f"frame_{i:03d}.ply", "vertices": len(f.mesh.vertices), "faces": len(f.mesh.faces)}
+        if pictures:
+            from .render import save_png
+
+            save_png(pictures[i], args.output / f"frame_{i:03d}.png")
+            item["picture"] = f"frame_{i:03d}.png"
+        record.append(item)
+    if pictures:
+        import imageio.v3 as iio
+
+        loop = pictures + pictures[-2:0:-1]  # forth and back
+        with atomic_write(args.output / "interpolation.gif") as tmp:
+            iio.imwrite(tmp, np.stack(loop), extension=".gif", duration=int(1000 / args.fps), loop=0)
+    summary = {"a": str(args.a), "b": str(args.b), "method": args.method, "align": not args.no_align, "frames": record}
+    with atomic_write(args.output / "frames.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("wrote %d frames to %s%s", len(frames), args.output, " (with pictures and interpolation.gif)" if pictures else "")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``neural-sdf`` argument parser."""
@@ -289,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="point cloud or mesh")
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (suggested extension .nsdf)")
     _add_training_args(p)
+    p.add_argument("--space", type=Path, default=None, help="fit only a latent code in this shape space (written by fit-space)")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("extract", help="extract the mesh of a fitted model")
@@ -329,6 +462,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(p)
     _add_extract_args(p)
     p.set_defaults(func=_cmd_batch)
+    from .config import ShapeSpaceConfig
+
+    p = sub.add_parser("fit-space", help="train a shape space (one SIREN with per-shape latent codes) on a collection")
+    p.add_argument("shapes", type=Path, nargs="+", metavar="SHAPES", help="two or more point clouds or meshes")
+    p.add_argument("-o", "--output", type=Path, required=True, help="shape-space file to write (suggested extension .nss)")
+    p.add_argument("--models", type=Path, default=None, help="also write each training shape as a model DIR/NAME.nsdf")
+    _add_config_args(p, ShapeSpaceConfig, title="shape space")
+    _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "seed"], title="training")
+    _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network")
+    _add_config_args(p, SamplingConfig, title="sampling (per shape and step)")
+    _add_config_args(p, LossWeights, prefix="weight", title="loss weights")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, warnings and errors only")
+    p.set_defaults(func=_cmd_fit_space)
+
+    p = sub.add_parser("interpolate", help="mesh the frames of a morph between two models")
+    p.add_argument("a", type=Path, metavar="A", help="model at t=0")
+    p.add_argument("b", type=Path, metavar="B", help="model at t=1")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder for frame_NNN.ply (and .png, interpolation.gif)")
+    p.add_argument("--frames", type=int, default=8, help="frames including both endpoints, >= 2 (default: 8)")
+    p.add_argument("--method", choices=["blend", "latent"], default="blend", help="blend SDF values, or walk the shape space (default: blend)")
+    p.add_argument("--space", type=Path, default=None, help="shape space for --method latent (default: the one recorded in A)")
+    p.add_argument("--no-align", action="store_true", help="blend in world coordinates instead of aligning centres and scales")
+    p.add_argument("--render", action="store_true", help="also render each frame to PNG and write interpolation.gif")
+    p.add_argument("--size", default="320x240", help="picture size WxH with --render (default: 320x240)")
+    p.add_argument("--fps", type=float, default=8.0, help="GIF frames per second (default: 8)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_extract_args(p)
+    p.set_defaults(func=_cmd_interpolate)
+
     return parser
 
 

@@ -32,7 +32,7 @@ most of this for shapes of similar extent. For part-aware paths use a learned sh
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -40,15 +40,19 @@ import torch
 from .config import ExtractConfig
 from .extract import extract_mesh as _extract
 from .fields.sdf import SDFModel
+from .fields.shape_space import ShapeSpace, latent_of
+from .errors import InputError
 from .geometry import Mesh, Normalization
 
 __all__ = [
     "BlendedSDF",
     "blend_sdf",
     "blend_mesh",
-    "blend_meshes",
     "frame_times",
     "interpolated_normalization",
+    "latent_model",
+    "interpolate_meshes",
+    "InterpolationFrame",
 ]
 
 log = logging.getLogger(__name__)
@@ -237,17 +241,107 @@ def blend_mesh(
     )
 
 
-def blend_meshes(
+def _latent_endpoint(model: SDFModel, space: ShapeSpace, name: str) -> torch.Tensor:
+    found = latent_of(model)
+    if found is None:
+        raise InputError(
+            f"{name}: was not fitted through a shape space (no latent code); use --method blend, "
+            "or fit it with `fit INPUT --space SPACE`"
+        )
+    code, fingerprint = found
+    if fingerprint and fingerprint != space.fingerprint:
+        raise InputError(f"{name}: was fitted through a different shape space than the one given")
+    if code.numel() != space.latent_dim:
+        raise InputError(f"{name}: latent code has {code.numel()} entries, the space expects {space.latent_dim}")
+    return code
+
+
+def latent_model(space: ShapeSpace, a: SDFModel, b: SDFModel, t: float, *, names: tuple[str, str] = ("A", "B")) -> SDFModel:
+    """Decode the code ``(1 - t) z_A + t z_B`` of two models fitted through ``space``.
+
+    ``a`` and ``b`` are models decoded from ``space`` (``ShapeSpace.shape_model`` or
+    ``fit_latent``), which record their codes. The frame's world placement moves linearly from
+    A's to B's exactly as for blends (``interpolated_normalization``); the extraction box is both
+    shapes' normalized boxes. ``t = 0`` and ``t = 1`` return ``a`` and ``b`` themselves.
+
+    Raises:
+        InputError: a model without a code, or from another space.
+        ValueError: ``t`` outside ``[0, 1]``.
+    """
+    t = _check_t(t)
+    za = _latent_endpoint(a, space, names[0])
+    zb = _latent_endpoint(b, space, names[1])
+    if t == 0.0:
+        return a
+    if t == 1.0:
+        return b
+    norm = interpolated_normalization(a.normalization, b.normalization, t)
+    nb = np.concatenate([_normalized_box(a), _normalized_box(b)])
+    box = np.stack([nb.min(axis=0), nb.max(axis=0)])
+    z = ((1.0 - t) * za + t * zb).to(space.latents.device)
+    return space.decode(z, norm, norm.to_world(box), {"source": f"latent {names[0]} -> {names[1]} at t={t:.4g}"})
+
+
+@dataclass
+class InterpolationFrame:
+    """One frame of an interpolation.
+
+    Attributes:
+        t: time in ``[0, 1]``.
+        mesh: world-space mesh (frame placement as in ``blend_sdf``); empty if the frame has no surface.
+    """
+
+    t: float
+    mesh: Mesh
+
+
+def interpolate_meshes(
     a: SDFModel,
     b: SDFModel,
-    times: Sequence[float],
+    num_frames: int,
     config: ExtractConfig = ExtractConfig(),
-    align: bool = True,
     *,
+    method: Method = "blend",
+    space: Optional[ShapeSpace] = None,
+    align: bool = True,
     progress: bool = True,
-) -> list[Mesh]:
-    """Mesh the blend at each of ``times``, with a progress bar over frames."""
+) -> list[InterpolationFrame]:
+    """Mesh ``num_frames`` evenly spaced frames from A (t=0) to B (t=1), with a progress bar.
+
+    Args:
+        a, b: endpoint models.
+        num_frames: frames including both endpoints (>= 2).
+        config: extraction settings of every frame.
+        method: "blend" (``blend_mesh``) or "latent" (``latent_model``; needs ``space``).
+        space: the shape space ``a`` and ``b`` were fitted through (method "latent").
+        align: align centres and scales before blending (method "blend" only; latent frames are
+            always aligned).
+        progress: show a progress bar over frames.
+
+    Raises:
+        ValueError: bad ``method`` or ``num_frames``, or "latent" without a space.
+        InputError: (latent) models without codes or from another space.
+    """
     from tqdm.auto import tqdm
 
-    return [blend_mesh(a, b, float(t), config, align) for t in tqdm(list(times), desc="frames", unit="frame", disable=not progress, leave=False)]
-
+    if method not in ("blend", "latent"):
+        raise ValueError(f"method must be one of ['blend', 'latent'], got {method!r}")
+    times = frame_times(num_frames)
+    if method == "latent":
+        if space is None:
+            raise ValueError("method 'latent' needs the shape space")
+        _latent_endpoint(a, space, "A")
+        _latent_endpoint(b, space, "B")
+    frames = []
+    for t in tqdm(times, desc="frames", unit="frame", disable=not progress, leave=False):
+        if method == "blend":
+            mesh = blend_mesh(a, b, float(t), config, align)
+        else:
+            assert space is not None
+            m = latent_model(space, a, b, float(t))
+            support = m.support_points if float(t) in (0.0, 1.0) else None
+            mesh = _extract(m.network, m.normalization, m.data_bounds, config, support_points=support, device=m.device)
+        if mesh.is_empty:
+            log.warning("frame t=%.4g has no surface", t)
+        frames.append(InterpolationFrame(float(t), mesh))
+    return frames
