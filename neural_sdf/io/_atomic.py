@@ -29,6 +29,13 @@ def check_writable(path: PathLike) -> Path:
         raise InputError(f"{p}: {parent} is not a folder")
     if not os.access(parent, os.W_OK):
         raise InputError(f"{p}: output folder {parent} is not writable")
+    # os.access says yes to root everywhere (even /proc); creating a file is the honest test.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot write in output folder {parent} ({exc.strerror or exc})") from exc
+    os.close(fd)
+    os.unlink(probe)
     return p
 
 
@@ -42,7 +49,10 @@ def atomic_write(path: PathLike, suffix: str = "") -> Iterator[Path]:
     """
     target = check_writable(path)
     suffix = suffix or target.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    except OSError as exc:
+        raise InputError(f"{target}: cannot write in output folder {target.parent} ({exc.strerror or exc})") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates the file private (0600); give the result the permissions a plain open() would.

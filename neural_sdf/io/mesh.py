@@ -58,7 +58,28 @@ def _read_trimesh(path: Path) -> Any:
     except Exception as exc:  # trimesh raises many types for malformed files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: cannot parse ({reason})") from exc
+    if path.suffix.lower() == ".ply":
+        _check_ply_complete(path, loaded)
     return loaded
+
+
+def _check_ply_complete(path: Path, loaded: Any) -> None:
+    """Raise if a parsed PLY holds fewer elements than its header declares.
+
+    trimesh reads a truncated *ASCII* PLY without complaint, returning the rows it found (binary
+    PLYs are checked by trimesh itself), so a cut-off file would silently lose points or faces.
+    """
+    raw = getattr(loaded, "metadata", {}).get("_ply_raw")
+    if not isinstance(raw, dict):
+        return
+    for name, element in raw.items():
+        if not isinstance(element, dict) or "length" not in element:
+            continue
+        declared, data = int(element["length"]), element.get("data")
+        columns = list(data.values()) if isinstance(data, dict) else [data] if data is not None else []
+        found = min((len(c) for c in columns), default=declared)
+        if found < declared:
+            raise InputError(f"{path}: truncated file (header declares {declared} {name} elements, found {found})")
 
 
 def mesh_from_object(obj: Any, name: str = "mesh") -> Mesh:
@@ -104,6 +125,9 @@ def _validate(mesh: Mesh, name: str) -> Mesh:
         raise InputError(f"{name}: mesh has no faces")
     if not np.all(np.isfinite(mesh.vertices)):
         raise InputError(f"{name}: mesh has non-finite vertex coordinates")
+    tri = mesh.vertices[mesh.faces]
+    if not np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum() > 0:
+        raise InputError(f"{name}: mesh has no faces of positive area")
     return mesh
 
 

@@ -149,8 +149,10 @@ def _ply_cloud(path: Path, loaded: Any) -> PointCloud:
     normals = None
     raw = getattr(loaded, "metadata", {}).get("_ply_raw", {})
     vertex = raw.get("vertex", {}).get("data") if isinstance(raw, dict) else None
-    if vertex is not None and vertex.dtype.names and {"nx", "ny", "nz"} <= set(vertex.dtype.names):
-        normals = np.stack([vertex["nx"], vertex["ny"], vertex["nz"]], axis=1).astype(np.float64)
+    # trimesh keeps binary PLY vertices as a structured array and ASCII ones as a dict of (N, 1) columns.
+    names = vertex.dtype.names if isinstance(vertex, np.ndarray) else tuple(vertex) if isinstance(vertex, dict) else None
+    if names and {"nx", "ny", "nz"} <= set(names):
+        normals = np.stack([np.asarray(vertex[k], dtype=np.float64).reshape(-1) for k in ("nx", "ny", "nz")], axis=1)
         if normals.shape != pts.shape:
             normals = None
     return PointCloud(pts, normals)
