@@ -41,6 +41,16 @@ _EXPORTS = {
     "MeshMetrics": "metrics",
     "render_views": "render",
     "RenderOptions": "render",
+    # shape interpolation and shape spaces (issue 8)
+    "ShapeSpaceConfig": "config",
+    "blend_sdf": "interpolate",
+    "blend_mesh": "interpolate",
+    "latent_model": "interpolate",
+    "interpolate_meshes": "interpolate",
+    "ShapeSpace": "fields.shape_space",
+    "SpaceOptions": "fields.shape_space",
+    "fit_shape_space": "fields.shape_space",
+    "fit_latent": "fields.shape_space",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
