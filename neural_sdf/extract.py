@@ -94,9 +94,10 @@ def marching_cubes(volume: np.ndarray, grid: Grid, level: float = 0.0) -> Mesh:
     h = grid.spacing
     verts, faces, _, _ = sk_marching_cubes(volume, level=level, spacing=(h, h, h), allow_degenerate=True)
     verts = verts.astype(np.float64) + np.asarray(grid.origin)
-    # With values increasing outward, scikit-image's triangles wind clockwise seen from outside;
-    # flip them so that normals point outward (tests check the signed volume is positive).
-    faces = faces[:, ::-1].astype(np.int64)
+    # With values increasing outward (an SDF), scikit-image's default gradient_direction="descent"
+    # already winds triangles counter-clockwise seen from outside: normals point outward as they
+    # are (tests/test_extract.py checks the signed volume is positive).
+    faces = faces.astype(np.int64)
     return Mesh(verts, np.ascontiguousarray(faces))
 
 
