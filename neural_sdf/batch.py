@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union, get_type_hints
 
 from ._typing import Device, PathLike
-from .config import ExtractConfig, LossWeights, SamplingConfig, SirenConfig, TrainConfig, config_from_dict, config_to_dict
+from .config import ExtractConfig, config_from_dict, config_to_dict
 from .errors import InputError
 from .io import MESH_EXTENSIONS, atomic_write
 from .io.pointcloud import INPUT_EXTENSIONS
@@ -60,12 +60,10 @@ MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
 
 _RESERVED_KEYS = ("input", "output", "gt", "options")
 _SECTIONS: dict[str, type] = {
-    "siren": SirenConfig,
-    "train": TrainConfig,
-    "sampling": SamplingConfig,
-    "weights": LossWeights,
+    **{f.name: hint for f, hint in ((f, get_type_hints(FitOptions)[f.name]) for f in dataclasses.fields(FitOptions))},
     "extract": ExtractConfig,
 }
+"""Option sections a manifest or ``BatchItem.overrides`` may set: the ``FitOptions`` fields, and ``extract``."""
 
 SUMMARY_COLUMNS = (
     "input",
@@ -99,7 +97,7 @@ class BatchItem:
         name: output name: the mesh is ``NAME.<mesh format>``, the model ``NAME.nsdf`` (default:
             the input's stem).
         overrides: per-item settings on top of the batch's, as ``{"section.field": value}`` with
-            section in ``siren train sampling weights extract`` (e.g. ``{"train.steps": 500}``), or a
+            section a ``FitOptions`` field (``siren train sampling weights``...) or ``extract`` (e.g. ``{"train.steps": 500}``), or a
             bare field name that only one section has (``{"resolution": 128}``).
         gt: ground-truth mesh for metrics (default: a file named like the item in ``gt_dir``).
     """
@@ -439,17 +437,15 @@ def apply_overrides(
     for key, value in overrides.items():
         section, name = _split_key(key, where)
         grouped.setdefault(section, {})[name] = value
-    bases = {
-        "siren": options.siren, "train": options.train, "sampling": options.sampling,
-        "weights": options.weights, "extract": extract,
-    }
+    changed: dict[str, Any] = {}
     for section, values in grouped.items():
+        base = extract if section == "extract" else getattr(options, section)
         try:
-            bases[section] = config_from_dict(_SECTIONS[section], {**config_to_dict(bases[section]), **values})
+            changed[section] = config_from_dict(_SECTIONS[section], {**config_to_dict(base), **values})
         except ValueError as exc:
             raise InputError(f"{where}: {exc}") from None
-    fit = FitOptions(siren=bases["siren"], train=bases["train"], sampling=bases["sampling"], weights=bases["weights"])
-    return fit, bases["extract"]
+    new_extract = changed.pop("extract", extract)
+    return dataclasses.replace(options, **changed), new_extract
 
 
 # ----------------------------------------------------------------------------- hashing and records
