@@ -11,6 +11,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    # batch (issue 6)
+    "reconstruct_batch": "batch",
+    "BatchItem": "batch",
+    "ItemResult": "batch",
     # configs
     "SirenConfig": "config",
     "SamplingConfig": "config",
