@@ -133,6 +133,16 @@ class ExtractConfig:
         2.0, "'near the input' means within this many grid cells of an input point"
     )
     keep_all_components: bool = _f(False, "keep every connected piece (no clean-up)")
+    dense: bool = _f(
+        False,
+        "evaluate every grid point (the reference path) instead of the sparse coarse-to-fine "
+        "evaluation, which meshes the same cells from far fewer evaluations",
+    )
+    lipschitz: float = _f(
+        1.0,
+        "sparse path: assumed bound on |grad f| used to skip cells that cannot hold the surface "
+        "(eikonal training makes it about 1; cells it wrongly skips next to found surface are repaired)",
+    )
 
     def __post_init__(self) -> None:
         if self.resolution < 8:
@@ -143,6 +153,8 @@ class ExtractConfig:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if not 0 <= self.padding <= 1:
             raise ValueError(f"padding must be in [0, 1], got {self.padding}")
+        if not self.lipschitz > 0:
+            raise ValueError(f"lipschitz must be > 0, got {self.lipschitz}")
 
 
 Activation = Literal["sine", "relu", "relu-pe", "tanh"]

@@ -7,7 +7,8 @@ with faces oriented outward (positive signed volume). Results are in world units
 """
 
 import logging
-from typing import Callable, Optional
+import math
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -23,6 +24,10 @@ __all__ = [
     "extract_mesh",
     "connected_components",
     "remove_stray_components",
+    "sparse_marching_cubes",
+    "sparse_stride",
+    "SparseExtraction",
+    "BORDER_VALUE",
 ]
 
 log = logging.getLogger(__name__)
@@ -160,6 +165,15 @@ def remove_stray_components(mesh: Mesh, points: np.ndarray, max_distance: float,
     return _submesh(mesh, keep[labels])
 
 
+def _fast_sdf(fn: SDFFunction) -> SDFFunction:
+    """Use the folded-``w0`` inference forward for plain sine SIRENs (same function, faster)."""
+    from .nn.fused import make_fast_forward, supports_fused
+
+    if isinstance(fn, torch.nn.Module) and supports_fused(fn):
+        return make_fast_forward(fn)  # type: ignore[arg-type]
+    return fn
+
+
 def extract_mesh(
     fn: SDFFunction,
     normalization: Normalization,
@@ -176,7 +190,7 @@ def extract_mesh(
         fn: normalized SDF, ``(N, 3) -> (N, 1)``.
         normalization: maps the result back to world units.
         data_bounds: ``(2, 3)`` world bounding box of the data; the grid covers it plus padding.
-        config: resolution, chunking and clean-up.
+        config: resolution, chunking, sparse or dense evaluation, and clean-up.
         support_points: ``(N, 3)`` world input points for the stray-piece clean-up (skipped if None).
         device: where ``fn`` runs.
         progress: show a progress bar.
@@ -186,16 +200,22 @@ def extract_mesh(
     """
     nb = normalization.to_normalized(np.asarray(data_bounds, dtype=np.float64).reshape(2, 3))
     grid = extraction_grid(nb, config)
-    volume = evaluate_grid(fn, grid, config.chunk_size, device=device, progress=progress)
-    # The grid's outer layer is forced outside, so every surface closes inside the grid; phantom
-    # surfaces reaching the border become closed shells that the clean-up below removes.
-    pad = max(float(np.abs(volume).max()), grid.spacing)
-    for axis in range(3):
-        index = [slice(None)] * 3
-        for end in (0, -1):
-            index[axis] = end
-            volume[tuple(index)] = pad
-    mesh = marching_cubes(volume, grid, level=0.0)
+    fn = _fast_sdf(fn)
+    if config.dense:
+        volume = evaluate_grid(fn, grid, config.chunk_size, device=device, progress=progress)
+        # The grid's outer layer is forced outside, so every surface closes inside the grid; phantom
+        # surfaces reaching the border become closed shells that the clean-up below removes.
+        for axis in range(3):
+            index = [slice(None)] * 3
+            for end in (0, -1):
+                index[axis] = end
+                volume[tuple(index)] = BORDER_VALUE
+        mesh = marching_cubes(volume, grid, level=0.0)
+    else:
+        # Same mesh as the dense path (same cells, same values, same forcing), far fewer evaluations.
+        mesh = sparse_marching_cubes(
+            fn, grid, lipschitz=config.lipschitz, chunk_size=config.chunk_size, device=device, progress=progress
+        ).mesh
     if mesh.is_empty:
         return mesh
     mesh = Mesh(normalization.to_world(mesh.vertices), mesh.faces)
@@ -203,3 +223,378 @@ def extract_mesh(
         cell_world = grid.spacing / normalization.scale
         mesh = remove_stray_components(mesh, support_points, config.keep_distance * cell_world, config.keep_fraction)
     return mesh
+
+
+# ----------------------------------------------------------------------------- sparse extraction
+BORDER_VALUE = 2.0 * math.sqrt(3.0)
+"""Value forced onto the grid's outer layer (normalized units): the diameter of ``[-1, 1]^3``, so
+it exceeds every distance in the domain. A constant (not the volume's maximum) so that the dense
+and the sparse path close open surfaces identically."""
+
+# Corner ``c`` of a cell and child ``q`` of a cell are numbered ``4 * x + 2 * y + z`` with bits in
+# {0, 1}. ``_CHILD_FAR[c, q]``: distance from parent corner ``c`` to the farthest point of child
+# ``q``, in child sides (per axis: 1 when ``c`` and ``q`` lie on the same side, else 2).
+_BITS = np.array([[(i >> 2) & 1, (i >> 1) & 1, i & 1] for i in range(8)], dtype=np.int64)
+_CHILD_FAR = np.sqrt(np.where(_BITS[:, None, :] == _BITS[None, :, :], 1.0, 4.0).sum(-1))
+
+
+class SparseExtraction(NamedTuple):
+    """What ``sparse_marching_cubes`` produced.
+
+    Attributes:
+        mesh: ``Mesh`` in the grid's coordinates, faces outward (same convention as ``marching_cubes``).
+        num_evaluations: SDF evaluations made (a dense grid makes ``grid.num_points``).
+        num_cells: fine cells that marching cubes visited (those that may hold a zero crossing).
+    """
+
+    mesh: Mesh
+    num_evaluations: int
+    num_cells: int
+
+
+def sparse_stride(grid: Grid) -> int:
+    """Side (in grid cells) of the coarsest cells and of the slabs of ``sparse_marching_cubes``.
+
+    A power of two between 8 and 64, about an eighth of the longest side, and at most 32 above
+    resolution 512 so that one slab of the fine grid (``stride + 1`` planes) stays small in memory.
+    """
+    n = max(grid.shape) - 1
+    stride = 2 ** int(np.clip(round(math.log2(max(n / 8, 1))), 3, 6))
+    return min(stride, 32) if n > 512 else stride
+
+
+def sparse_marching_cubes(
+    fn: SDFFunction,
+    grid: Grid,
+    *,
+    lipschitz: float = 1.5,
+    border_value: Optional[float] = BORDER_VALUE,
+    chunk_size: int = 65536,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+) -> SparseExtraction:
+    """Mesh the zero level set of ``fn`` on ``grid`` by coarse-to-fine evaluation.
+
+    The grid is covered by cubes of ``sparse_stride(grid)`` cells whose corners are evaluated
+    first. A cube is split into its 8 children, and only the children that may hold a zero are
+    kept: with ``|grad f| <= lipschitz``, a zero in child ``q`` needs ``|f(c)| <= lipschitz *
+    far(c, q)`` for every corner ``c`` of the parent, where ``far`` is the distance to the farthest
+    point of ``q`` (a tighter test than "``|f|`` below the cell's diagonal"). Only the corners of
+    kept children are evaluated, down to single grid cells. Scikit-image's marching cubes then
+    runs, in blocks, on exactly the kept cells (its ``mask``), so every cell that the dense path
+    meshes is meshed from the same eight values: the result has the dense path's vertices and
+    faces wherever the bound holds. Two repairs catch cells that a violated bound skipped: a kept
+    cell whose face changes sign pulls in its neighbour across that face (repeatedly), and
+    children certified negative next to the grid's outer layer are meshed there, since that layer
+    is forced outside (``border_value``).
+
+    Memory is bounded by one slab of ``stride + 1`` grid planes (float32 values, boolean marks),
+    never the whole volume: a 1024^3 grid needs about 0.2 GB.
+
+    Args:
+        fn: normalized SDF, ``(N, 3) -> (N, 1)``; called under ``torch.no_grad()``.
+        grid: the fine grid (``indexing="ij"``).
+        lipschitz: assumed bound on ``|grad f|`` (eikonal training makes it close to 1 near the
+            surface); larger is safer and evaluates more points.
+        border_value: value forced onto the grid's outer layer, so surfaces close inside the
+            grid (None: no forcing).
+        chunk_size: points per call of ``fn``.
+        device: where ``fn`` runs.
+        dtype: dtype of the coordinates passed to ``fn``.
+        progress: show a progress bar over slabs.
+
+    Returns:
+        ``SparseExtraction``: the mesh in grid coordinates (empty, with a warning, when no cell
+        holds a zero crossing), the number of evaluations and of meshed cells.
+    """
+    if lipschitz <= 0:
+        raise ValueError(f"lipschitz must be > 0, got {lipschitz}")
+    shape = np.asarray(grid.shape, dtype=np.int64)
+    stride = sparse_stride(grid)
+    cells = -(-(shape - 1) // stride)  # coarse cubes per axis
+    top = cells * stride  # last virtual grid index per axis (>= shape - 1)
+    state = _SparseState(fn, grid, shape, top, stride, lipschitz, border_value, chunk_size, device, dtype)
+
+    # Corners of the coarsest cubes: one small regular grid (points past the grid's end included).
+    axes = [np.arange(0, t + 1, stride) for t in top]
+    coarse_idx = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    coarse = state.evaluate(coarse_idx).reshape(len(axes[0]), len(axes[1]), len(axes[2]))
+
+    parts, num_cells = state.run(coarse, progress)
+    if not parts:
+        log.warning("no zero crossing: no grid cell holds a sign change of the SDF")
+        return SparseExtraction(Mesh(np.zeros((0, 3))), state.num_evaluations, num_cells)
+    mesh = _merge_block_meshes(parts, grid, stride)
+    return SparseExtraction(mesh, state.num_evaluations, num_cells)
+
+
+class _Slab(NamedTuple):
+    """One slab of ``stride`` grid cells along x: values and marks of its ``stride + 1`` planes."""
+
+    values: np.ndarray  # (stride + 1, top_y + 1, top_z + 1) float32 SDF values where ``known``
+    known: np.ndarray  # same shape, bool: evaluated (or forced) points
+    cellmask: np.ndarray  # (stride, top_y, top_z) bool: cells that may hold a zero (meshed)
+    offset: np.ndarray  # (3,) int: global index of local point (0, 0, 0)
+    negative_border: list  # [(origins (k, 3) local, side)]: cubes certified negative at the outer layer
+
+
+class _SparseState:
+    """Evaluation, per-slab refinement, repair and meshing for ``sparse_marching_cubes``."""
+
+    def __init__(self, fn, grid, shape, top, stride, lipschitz, border_value, chunk_size, device, dtype) -> None:
+        self.fn, self.grid, self.shape, self.top, self.stride = fn, grid, shape, top, stride
+        self.lipschitz, self.border_value, self.chunk_size = lipschitz, border_value, chunk_size
+        self.device, self.dtype = device, dtype
+        self.last_cell = shape - 2  # largest origin of a real grid cell, per axis
+        self.num_evaluations = 0
+
+    def evaluate(self, idx: np.ndarray) -> np.ndarray:
+        """SDF at integer grid indices ``(K, 3)``; returns ``(K,)`` float32."""
+        out = np.empty(len(idx), dtype=np.float32)
+        origin = np.asarray(self.grid.origin, dtype=np.float64)
+        with torch.no_grad():
+            for sl in iter_chunks(len(idx), self.chunk_size):
+                # Same arithmetic as Grid.axes (origin + index * spacing in float64, then cast), so
+                # both paths feed the network bit-identical coordinates.
+                pts = origin + idx[sl].astype(np.float64) * self.grid.spacing
+                x = torch.as_tensor(pts, dtype=self.dtype, device=self.device)
+                out[sl] = self.fn(x)[:, 0].float().cpu().numpy()
+        self.num_evaluations += len(idx)
+        return out
+
+    def run(self, coarse: np.ndarray, progress: bool) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """Refine, repair and mesh every slab; two slabs are held so leaks can cross slab faces."""
+        from tqdm.auto import tqdm
+
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        num_cells = 0
+        prev: Optional[_Slab] = None
+        carry = np.zeros((0, 3), dtype=np.int64)
+        num_slabs = int(coarse.shape[0] - 1)
+        for bx in tqdm(range(num_slabs), desc="extract", unit="slab", disable=not progress, leave=False):
+            cur = self._refine(bx, coarse[bx : bx + 2])
+            back, fwd = self._repair(cur, np.concatenate([np.argwhere(cur.cellmask) + cur.offset, carry]), flood_all=True)
+            for _ in range(100):
+                if prev is None or not len(back):
+                    break
+                _, to_cur = self._repair(prev, back)
+                if not len(to_cur):
+                    break
+                back, more = self._repair(cur, to_cur)
+                fwd = np.concatenate([fwd, more])
+            if prev is not None:
+                num_cells += self._mesh(prev, parts)
+            prev, carry = cur, fwd
+        if prev is not None:
+            num_cells += self._mesh(prev, parts)
+        return parts, num_cells
+
+    def _refine(self, bx: int, coarse: np.ndarray) -> _Slab:
+        """Coarse-to-fine refinement of slab ``bx`` from its coarse corner values ``(2, ny, nz)``."""
+        s0 = self.stride
+        size = (s0 + 1, int(self.top[1]) + 1, int(self.top[2]) + 1)
+        slab = _Slab(
+            np.zeros(size, dtype=np.float32),
+            np.zeros(size, dtype=bool),
+            np.zeros((s0, size[1] - 1, size[2] - 1), dtype=bool),
+            np.array([bx * s0, 0, 0], dtype=np.int64),
+            [],
+        )
+        slab.values[0, ::s0, ::s0], slab.values[s0, ::s0, ::s0] = coarse[0], coarse[1]
+        slab.known[0, ::s0, ::s0] = slab.known[s0, ::s0, ::s0] = True
+        # Coarsest cubes of the slab that hold real grid cells.
+        jy, jz = np.meshgrid(np.arange(0, self.top[1], s0), np.arange(0, self.top[2], s0), indexing="ij")
+        org = np.stack([np.zeros(jy.size, dtype=np.int64), jy.ravel(), jz.ravel()], -1)
+        org = org[np.all(org + slab.offset <= self.last_cell, axis=1)]
+        side = s0
+        while side > 1 and len(org):
+            vals = slab.values[tuple((org[:, None, :] + _BITS[None] * side).transpose(2, 0, 1))]  # (r, 8)
+            half = side // 2
+            reach = self.lipschitz * self.grid.spacing * half * _CHILD_FAR  # (8 corners, 8 children)
+            absv = np.abs(vals)
+            # Child q may hold a zero only if every parent corner is within reach of it.
+            maybe = np.all(absv[:, :, None] <= reach[None] * (1 + 1e-6), axis=1)  # (r, 8)
+            # A sign change guarantees a zero: if the bound cleared every child, it is violated
+            # here, so keep them all (the leak repair then follows the surface).
+            lost = (vals.min(1) < 0) & (vals.max(1) > 0) & ~maybe.any(1)
+            maybe[lost] = True
+            if self.border_value is not None:
+                self._note_negative_border(slab, org, vals, absv, reach, maybe, half)
+            child = (org[:, None, :] + _BITS[None] * half)[maybe]
+            child = child[np.all(child + slab.offset <= self.last_cell, axis=1)]
+            self._fill(slab, child, half)
+            org, side = child, half
+        if len(org):
+            slab.cellmask[tuple(org.T)] = True
+        for cubes, cube_side in slab.negative_border:
+            self._add_border_cells(slab, cubes, cube_side)
+        return slab
+
+    def _fill(self, slab: _Slab, org: np.ndarray, side: int) -> None:
+        """Evaluate the unknown corners of cells ``org`` (slab-local origins) of side ``side``."""
+        if not len(org):
+            return
+        corners = (org[:, None, :] + _BITS[None] * side).reshape(-1, 3)
+        flat = np.ravel_multi_index(tuple(corners.T), slab.known.shape)
+        flat = np.unique(flat[~slab.known.ravel()[flat]])
+        if not len(flat):
+            return
+        local = np.stack(np.unravel_index(flat, slab.known.shape), -1)
+        slab.values.ravel()[flat] = self.evaluate(local + slab.offset)
+        slab.known.ravel()[flat] = True
+
+    def _note_negative_border(self, slab, org, vals, absv, reach, maybe, half) -> None:
+        """Remember children certified negative (no zero, all inside) that touch the outer layer."""
+        clear = ~maybe
+        if not clear.any():
+            return
+        child = org[:, None, :] + _BITS[None] * half + slab.offset  # global origins (r, 8, 3)
+        touches = np.any((child == 0) | ((child <= self.shape - 1) & (child + half >= self.shape - 1)), axis=-1)
+        cand = clear & touches
+        if not cand.any():
+            return
+        # The sign that certifies child q is that of its corner with the widest margin.
+        best = np.argmax(absv[:, :, None] - reach[None], axis=1)  # (r, child)
+        sign = np.take_along_axis(vals, best, axis=1)
+        sel = cand & (sign < 0)
+        if sel.any():
+            slab.negative_border.append((child[sel] - slab.offset, half))
+
+    def _add_border_cells(self, slab: _Slab, cubes: np.ndarray, cube_side: int) -> None:
+        """Keep the grid cells next to the forced outer layer inside cubes certified negative.
+
+        The outer layer is forced positive, so those cells hold the surface that closes the shape
+        at the grid's boundary, although the SDF has no zero there.
+        """
+        new = []
+        for c in cubes + slab.offset:
+            lo = np.maximum(c, 0)
+            hi = np.minimum(c + cube_side - 1, self.last_cell)  # inclusive range of cell origins
+            if np.any(hi < lo):
+                continue
+            ranges = [np.arange(lo[a], hi[a] + 1) for a in range(3)]
+            for a in range(3):
+                for layer in (0, int(self.last_cell[a])):
+                    if lo[a] <= layer <= hi[a]:
+                        r = list(ranges)
+                        r[a] = np.array([layer])
+                        new.append(np.stack(np.meshgrid(*r, indexing="ij"), -1).reshape(-1, 3))
+        if new:
+            cells = np.unique(np.concatenate(new), axis=0) - slab.offset
+            cells = cells[~slab.cellmask[tuple(cells.T)]]
+            self._fill(slab, cells, 1)
+            slab.cellmask[tuple(cells.T)] = True
+
+    def _repair(self, slab: _Slab, seeds: np.ndarray, flood_all: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Keep ``seeds`` (global cell origins) and flood across sign-changing faces of kept cells.
+
+        A face whose corners change sign holds a zero, so the cell on its other side holds one too;
+        if the bound cleared that cell, it was violated there. Returns the cells the flood reached
+        before and after this slab (global origins), for the neighbouring slabs. ``flood_all``
+        also follows the faces of seeds that are already kept (the first pass over a slab).
+        """
+        s0 = self.stride
+        out: list[np.ndarray] = []
+        front = seeds
+        for _ in range(100_000):
+            if not len(front):
+                break
+            inside = (front[:, 0] >= slab.offset[0]) & (front[:, 0] < slab.offset[0] + s0)
+            out.append(front[~inside])
+            local = front[inside] - slab.offset
+            local = local[np.all((local + slab.offset >= 0) & (local + slab.offset <= self.last_cell), axis=1)]
+            is_new = ~slab.cellmask[tuple(local.T)]
+            if not flood_all:
+                local = local[is_new]  # kept cells' neighbours were followed when they were kept
+                is_new = np.ones(len(local), dtype=bool)
+            flood_all = False
+            self._fill(slab, local[is_new], 1)
+            slab.cellmask[tuple(local.T)] = True
+            vals = slab.values[tuple((local[:, None, :] + _BITS[None]).transpose(2, 0, 1))]  # (r, 8)
+            neg = vals < 0
+            new = []
+            for a in range(3):
+                for end in (0, 1):
+                    f = neg[:, _BITS[:, a] == end]
+                    crosses = f.any(1) & ~f.all(1)
+                    if crosses.any():
+                        nb = local[crosses].copy()
+                        nb[:, a] += 1 if end else -1
+                        new.append(nb)
+            if not new:
+                break
+            nb = np.unique(np.concatenate(new), axis=0)
+            g = nb + slab.offset
+            nb = nb[np.all((g >= 0) & (g <= self.last_cell), axis=1)]
+            inside = (nb[:, 0] >= 0) & (nb[:, 0] < s0)
+            keep = ~inside
+            keep[inside] = ~slab.cellmask[tuple(nb[inside].T)]
+            front = nb[keep] + slab.offset
+            if len(front):
+                log.debug("sparse extraction: %d cells added across sign-changing faces", len(front))
+        reached = np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
+        before = reached[reached[:, 0] < slab.offset[0]]
+        after = reached[reached[:, 0] >= slab.offset[0] + s0]
+        return before, after
+
+    def _mesh(self, slab: _Slab, parts: list[tuple[np.ndarray, np.ndarray]]) -> int:
+        """Run marching cubes on the kept cells of a slab, block by block; returns the cell count."""
+        from skimage.measure import marching_cubes as sk_marching_cubes
+
+        s0 = self.stride
+        values, cellmask, offset = slab.values, slab.cellmask, slab.offset
+        num_cells = int(cellmask.sum())
+        if not num_cells:
+            return 0
+        if self.border_value is not None:
+            # The dense path's forcing: the grid's outer layer (and anything past it) is outside.
+            for a, g in enumerate((np.arange(values.shape[0]) + offset[0], np.arange(values.shape[1]), np.arange(values.shape[2]))):
+                index: list[Any] = [slice(None)] * 3
+                index[a] = (g <= 0) | (g >= self.shape[a] - 1)
+                values[tuple(index)] = self.border_value
+        by, bz = np.nonzero(cellmask.reshape(s0, cellmask.shape[1] // s0, s0, cellmask.shape[2] // s0, s0).any(axis=(0, 2, 4)))
+        for jy, jz in zip(by.tolist(), bz.tolist()):
+            vol = np.ascontiguousarray(values[:, jy * s0 : jy * s0 + s0 + 1, jz * s0 : jz * s0 + s0 + 1])
+            if not float(vol.min()) < 0.0 < float(vol.max()):
+                continue
+            mask = np.zeros(vol.shape, dtype=bool)
+            # scikit-image's mask[i, j, k] selects the cube whose far corner is (i, j, k).
+            mask[1:, 1:, 1:] = cellmask[:, jy * s0 : jy * s0 + s0, jz * s0 : jz * s0 + s0]
+            try:
+                verts, faces, _, _ = sk_marching_cubes(vol, level=0.0, mask=mask, allow_degenerate=True)
+            except RuntimeError:  # no surface in the selected cells
+                continue
+            parts.append((verts.astype(np.float64) + np.array([offset[0], jy * s0, jz * s0], dtype=np.float64), faces.astype(np.int64)))
+        return num_cells
+
+
+def _merge_block_meshes(parts: list[tuple[np.ndarray, np.ndarray]], grid: Grid, stride: int) -> Mesh:
+    """Join per-block meshes (global grid-index vertices), welding the vertices that blocks share.
+
+    Marching cubes puts each vertex on a grid edge: two of its index coordinates are integers, the
+    third is fractional (all three are integers for a vertex on a grid point). Two blocks meet on
+    planes whose index is a multiple of ``stride``; a vertex on such a plane is computed by both,
+    possibly rounded differently, so those vertices are welded by their edge, not their position.
+    """
+    verts = np.concatenate([v for v, _ in parts])
+    offsets = np.cumsum([0] + [len(v) for v, _ in parts[:-1]])
+    faces = np.concatenate([f + o for (_, f), o in zip(parts, offsets)])
+    rounded = np.round(verts)
+    is_int = verts == rounded
+    shared = np.any(is_int & (np.mod(rounded, stride) == 0), axis=1)
+    axis = np.where(is_int.all(1), 3, np.argmin(is_int, axis=1))
+    lower = np.floor(verts).astype(np.int64) + 1  # >= 0: vertices lie in [0, top]
+    dims = lower.max(0) + 1
+    key = (((lower[:, 0] * dims[1] + lower[:, 1]) * dims[2] + lower[:, 2]) * 4 + axis)
+    key = np.where(shared, key, -1 - np.arange(len(verts)))
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    # Number the welded vertices in first-seen order (deterministic output).
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    faces = rank[inverse.ravel()][faces]
+    verts = verts[first[order]]
+    verts = verts * grid.spacing + np.asarray(grid.origin)
+    # Same winding as ``marching_cubes`` (scikit-image's, outward for an SDF).
+    return Mesh(verts, np.ascontiguousarray(faces))

@@ -23,7 +23,7 @@ gradients accumulated. The autograd implementation (``fields.sdf.sdf_loss``) sta
 ``tests/test_fused.py`` checks both agree in float64.
 """
 
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 
@@ -36,6 +36,7 @@ __all__ = [
     "FusedSDFResult",
     "fused_sdf_loss_backward",
     "DEFAULT_ROW_CHUNK",
+    "make_fast_forward",
 ]
 
 DEFAULT_ROW_CHUNK = 2048
@@ -322,3 +323,33 @@ def _fused_chunk(
         if i > 0:
             hbar = zbar @ ws[i]
     return sums
+
+
+def make_fast_forward(network: Siren) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return an inference-only forward of a plain sine SIREN with ``w0`` folded into the weights.
+
+    Computes ``sin(x W'^T + b')`` per layer with one fused matrix product plus bias and an in-place
+    sine (no ``w0`` multiply, no autograd): the same function as ``network`` up to float rounding.
+    The weights are captured now; later changes to ``network`` are not seen.
+
+    Args:
+        network: a plain sine ``Siren`` with one output (see ``supports_fused``).
+
+    Returns:
+        ``fn(coords (N, in_dim)) -> (N, 1)`` in the dtype and on the device of the weights.
+    """
+    if not supports_fused(network):
+        raise TypeError("make_fast_forward needs a plain sine Siren with one output")
+    with torch.no_grad():
+        ws, bs, wo, bo = _folded_params(network)
+        wts = [w.t().contiguous() for w in ws]
+        wot = wo.t().contiguous()
+
+    def forward(coords: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            h = coords
+            for w, b in zip(wts, bs):
+                h = torch.addmm(b, h, w).sin_()
+            return torch.addmm(bo, h, wot)
+
+    return forward
