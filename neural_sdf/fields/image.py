@@ -1,0 +1,174 @@
+"""Images as fields ``(row, col) -> colour``: pixel coordinates, targets and the fitting loss.
+
+Coordinates follow the grid convention (``indexing="ij"``): pixel ``(i, j)`` of an ``H x W``
+image sits at ``(r_i, c_j)`` with ``r = linspace(-1, 1, H)`` and ``c = linspace(-1, 1, W)``.
+The network outputs colours mapped to [-1, 1] (``2 * value - 1``, as the SIREN reference code).
+Derivatives are taken with respect to these normalized coordinates.
+"""
+
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+
+from ..losses import mse_loss
+from ..nn import Siren, divergence, jacobian
+from ..sampling import iter_chunks, step_generator
+from ..train import StepFn
+
+__all__ = [
+    "pixel_coords",
+    "ImageTargets",
+    "image_targets",
+    "image_loss",
+    "make_image_step",
+    "render_image",
+    "FieldDerivatives",
+    "field_derivatives",
+]
+
+Supervision = Literal["values", "gradient", "laplacian"]
+
+
+def pixel_coords(height: int, width: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Return the ``(H * W, 2)`` coordinates of every pixel, row-major, in [-1, 1] (see the module docstring)."""
+    r = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)
+    c = torch.linspace(-1.0, 1.0, width, device=device, dtype=dtype)
+    return torch.stack(torch.meshgrid(r, c, indexing="ij"), dim=-1).reshape(-1, 2)
+
+
+class ImageTargets(NamedTuple):
+    """Per-pixel supervision in network units, rows in ``pixel_coords`` order.
+
+    Attributes:
+        values: ``(N, C)`` colours mapped to [-1, 1].
+        gradients: ``(N, C, 2)`` derivatives of ``values`` along (row, col) coordinates (Sobel).
+        laplacians: ``(N, C)`` Laplacians of ``values`` (3-point second differences per axis).
+    """
+
+    values: torch.Tensor
+    gradients: torch.Tensor
+    laplacians: torch.Tensor
+
+
+def image_targets(image: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> ImageTargets:
+    """Build the targets of an ``(H, W, C)`` float image in [0, 1] (paper Sec. 4.1).
+
+    Gradients use the Sobel filter, as the paper does, divided by 8 (its gain on a unit ramp)
+    and by the pixel spacing ``2 / (n - 1)``. Laplacians sum per-axis ``[1, -2, 1]`` differences
+    divided by the squared spacing. Both use reflecting borders.
+    """
+    from scipy import ndimage
+
+    h, w, c = image.shape
+    v = 2.0 * np.asarray(image, dtype=np.float64) - 1.0
+    step = (2.0 / (h - 1), 2.0 / (w - 1))
+    # Per channel: on an (H, W, C) array Sobel would also smooth across the channel axis.
+    grads = np.stack(
+        [np.stack([ndimage.sobel(v[:, :, ch], axis=a, mode="reflect") / (8.0 * step[a]) for a in (0, 1)], axis=-1) for ch in range(c)],
+        axis=2,
+    )
+    lap = sum(ndimage.correlate1d(v, [1.0, -2.0, 1.0], axis=a, mode="reflect") / step[a] ** 2 for a in (0, 1))
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a.reshape(h * w, *a.shape[2:]), dtype=dtype, device=device)
+
+    return ImageTargets(t(v), t(grads), t(lap))
+
+
+def _laplacians(jac: torch.Tensor, coords: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    """Per-channel Laplacians ``(M, C)`` from the Jacobian ``(M, C, 2)``."""
+    return torch.cat([divergence(jac[:, ch, :], coords, create_graph=create_graph) for ch in range(jac.shape[1])], dim=-1)
+
+
+def image_loss(
+    network: Siren, coords: torch.Tensor, targets: ImageTargets, supervise: Supervision
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean squared error of the values, gradients or Laplacians of ``network`` at ``coords``.
+
+    Args:
+        network: ``(M, 2) -> (M, C)`` field.
+        coords: ``(M, 2)`` pixel coordinates.
+        targets: rows matching ``coords``.
+        supervise: which quantity is fitted (paper Sec. 4.1: values, or gradients / Laplacians
+            only, which determine the image up to a constant / a harmonic function).
+
+    Returns:
+        ``(loss, terms)``.
+    """
+    if supervise == "values":
+        loss = mse_loss(network(coords), targets.values)
+        return loss, {"values": float(loss.detach())}
+    x = coords.detach().requires_grad_(True)
+    jac = jacobian(network(x), x, create_graph=True)
+    if supervise == "gradient":
+        loss = mse_loss(jac, targets.gradients)
+        return loss, {"gradient": float(loss.detach())}
+    if supervise == "laplacian":
+        loss = mse_loss(_laplacians(jac, x, create_graph=True), targets.laplacians)
+        return loss, {"laplacian": float(loss.detach())}
+    raise ValueError(f"supervise must be one of ['values', 'gradient', 'laplacian'], got {supervise!r}")
+
+
+def make_image_step(
+    network: Siren,
+    coords: torch.Tensor,
+    targets: ImageTargets,
+    supervise: Supervision,
+    batch_size: int,
+    seed: int,
+) -> StepFn:
+    """Return a ``StepFn`` fitting every pixel (``batch_size`` 0 or >= N) or a per-step random subset."""
+    n = coords.shape[0]
+
+    def step_fn(step: int) -> dict[str, float]:
+        if batch_size and batch_size < n:
+            idx = torch.randint(n, (batch_size,), generator=step_generator(seed, step, coords.device), device=coords.device)
+            batch = ImageTargets(targets.values[idx], targets.gradients[idx], targets.laplacians[idx])
+            loss, terms = image_loss(network, coords[idx], batch, supervise)
+        else:
+            loss, terms = image_loss(network, coords, targets, supervise)
+        loss.backward()
+        return {"loss": float(loss.detach()), **terms}
+
+    return step_fn
+
+
+def render_image(network: Siren, height: int, width: int, chunk_size: int = 65536) -> np.ndarray:
+    """Evaluate the field on every pixel; returns ``(H, W, C)`` float64 in image units (``(f + 1) / 2``, unclipped)."""
+    param = next(network.parameters())
+    coords = pixel_coords(height, width, param.device, param.dtype)
+    out = []
+    with torch.no_grad():
+        for sl in iter_chunks(coords.shape[0], chunk_size):
+            out.append(network(coords[sl]).double().cpu().numpy())
+    values = np.concatenate(out).reshape(height, width, -1)
+    return (values + 1.0) / 2.0
+
+
+class FieldDerivatives(NamedTuple):
+    """Derivatives of a fitted image field on the pixel grid, in network units per normalized coordinate.
+
+    Attributes:
+        gradients: ``(H, W, C, 2)`` d/d(row, col) of each channel.
+        laplacians: ``(H, W, C)``.
+    """
+
+    gradients: np.ndarray
+    laplacians: np.ndarray
+
+
+def field_derivatives(network: Siren, height: int, width: int, chunk_size: int = 16384) -> FieldDerivatives:
+    """Evaluate the gradient and Laplacian of every output channel at every pixel (by autograd)."""
+    param = next(network.parameters())
+    coords = pixel_coords(height, width, param.device, param.dtype)
+    grads, laps = [], []
+    for sl in iter_chunks(coords.shape[0], chunk_size):
+        x = coords[sl].detach().requires_grad_(True)
+        with torch.enable_grad():
+            jac = jacobian(network(x), x, create_graph=True)
+            lap = _laplacians(jac, x, create_graph=False)
+        grads.append(jac.detach().double().cpu().numpy())
+        laps.append(lap.detach().double().cpu().numpy())
+    c = grads[0].shape[1]
+    return FieldDerivatives(np.concatenate(grads).reshape(height, width, c, 2), np.concatenate(laps).reshape(height, width, c))
