@@ -77,6 +77,7 @@ def _add_extract_args(p: argparse.ArgumentParser) -> None:
 
 
 def _fit_options(args: argparse.Namespace):  # -> FitOptions
+    from .cleanup import ScanConfig
     from .reconstruct import FitOptions
 
     return FitOptions(
@@ -84,7 +85,19 @@ def _fit_options(args: argparse.Namespace):  # -> FitOptions
         train=_config_from_args(TrainConfig, args),
         sampling=_config_from_args(SamplingConfig, args),
         weights=_config_from_args(LossWeights, args),
+        scan=_config_from_args(ScanConfig, args),
     )
+
+
+def _add_scan_args(p: argparse.ArgumentParser) -> None:
+    from .cleanup import ScanConfig
+
+    _add_config_args(p, ScanConfig, title="raw scans: clean-up and normals")
+
+
+def _one_or_many(paths: list) -> Any:
+    """A single input stays a path (its name in messages); several are merged by the library."""
+    return paths[0] if len(paths) == 1 else paths
 
 
 def resolve_device(name: str) -> str:
@@ -128,7 +141,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     extract = _config_from_args(ExtractConfig, args)
     device = resolve_device(args.device)
     result = reconstruct(
-        args.input, options, extract, device=device, checkpoint=_checkpoint_path(args, args.output), progress=not args.quiet
+        _one_or_many(args.input), options, extract, device=device, checkpoint=_checkpoint_path(args, args.output), progress=not args.quiet
     )
     if args.model is not None:
         result.model.save(args.model)
@@ -145,6 +158,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from .reconstruct import fit_sdf
 
     check_writable(args.output)
+    args.input = _one_or_many(args.input)
     if args.space is not None:
         return _cmd_fit_latent(args)
     model = fit_sdf(
@@ -370,8 +384,9 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
         )
     pictures = []
     if args.render:
-        from .render import RenderOptions, parse_size, render_views
         from tqdm.auto import tqdm
+
+        from .render import RenderOptions, parse_size, render_views
 
         try:
             w, h = parse_size(args.size)
@@ -450,17 +465,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("reconstruct", help="fit an SDF to a point cloud or mesh and extract its mesh")
-    p.add_argument("input", type=Path, help="point cloud (.ply .pcd .xyz .pts .npy .npz) or mesh (.obj .ply .stl .off .glb)")
+    p.add_argument("input", type=Path, nargs="+", help="point clouds (.ply .pcd .xyz .pts .npy .npz) or meshes (.obj .ply .stl .off .glb); several are merged (same frame)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output mesh (.ply .obj .stl .off .glb)")
     p.add_argument("--model", type=Path, default=None, help="also save the fitted model here (e.g. shape.nsdf)")
     _add_training_args(p)
+    _add_scan_args(p)
     _add_extract_args(p)
     p.set_defaults(func=_cmd_reconstruct)
 
     p = sub.add_parser("fit", help="fit an SDF model to a point cloud or mesh")
-    p.add_argument("input", type=Path, help="point cloud or mesh")
+    p.add_argument("input", type=Path, nargs="+", help="point clouds or meshes; several are merged (same frame)")
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (suggested extension .nsdf)")
     _add_training_args(p)
+    _add_scan_args(p)
     p.add_argument("--space", type=Path, default=None, help="fit only a latent code in this shape space (written by fit-space)")
     p.set_defaults(func=_cmd_fit)
 

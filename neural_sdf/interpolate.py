@@ -38,10 +38,10 @@ import numpy as np
 import torch
 
 from .config import ExtractConfig
+from .errors import InputError
 from .extract import extract_mesh as _extract
 from .fields.sdf import SDFModel
 from .fields.shape_space import ShapeSpace, latent_of
-from .errors import InputError
 from .geometry import Mesh, Normalization
 
 __all__ = [

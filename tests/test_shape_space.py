@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neural_sdf.cli import main
-from neural_sdf.config import ExtractConfig, LossWeights, SamplingConfig, ShapeSpaceConfig, SirenConfig, TrainConfig
+from neural_sdf.config import ExtractConfig, SamplingConfig, ShapeSpaceConfig, SirenConfig, TrainConfig
 from neural_sdf.errors import InputError
 from neural_sdf.fields.sdf import SDFModel
 from neural_sdf.fields.shape_space import ModulatedSiren, ShapeSpace, SpaceOptions, fit_latent, fit_shape_space, latent_of
