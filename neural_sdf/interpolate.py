@@ -230,8 +230,11 @@ def blend_mesh(
         warning, when the blend has no zero crossing.
     """
     blend = blend_sdf(a, b, t, align)
+    # The endpoints go through the extractor exactly as the models themselves do (it may use a
+    # faster, equivalent forward for a plain Siren), so frames 0 and 1 equal ``extract_mesh``'s.
+    fn = a.network if blend.t == 0.0 else b.network if blend.t == 1.0 else blend
     return _extract(
-        blend,
+        fn,
         blend.normalization,
         blend.data_bounds,
         config,
