@@ -67,7 +67,7 @@ def load_video(path: PathLike, max_frames: int = 0, max_side: int = 0) -> VideoC
     try:
         with av.open(str(p)) as container:
             if not container.streams.video:
-                raise InputError(f"{p}: has no video stream")
+                raise InputError(f"{p}: video has zero frames (no video stream)")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else 25.0
