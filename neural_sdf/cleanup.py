@@ -27,6 +27,8 @@ __all__ = [
     "remove_statistical_outliers",
     "voxel_downsample",
     "clean_cloud",
+    "PreparedCloud",
+    "prepare_cloud",
 ]
 
 log = logging.getLogger(__name__)
@@ -296,3 +298,131 @@ def clean_cloud(cloud: PointCloud, config: ScanConfig = ScanConfig(), name: str 
         raise InputError(f"{name}: only {len(cloud)} points left after clean-up (need at least {MIN_POINTS})")
     check_degenerate(cloud.points, name)
     return cloud, report
+
+
+@dataclass
+class PreparedCloud:
+    """A scan ready to fit: merged, cleaned, with normals as ``ScanConfig.normals`` asks.
+
+    Attributes:
+        cloud: the cloud (world units); ``normals`` is None for a normal-free fit.
+        name: the input's name (file names joined with "+" for several inputs).
+        report: what the clean-up dropped.
+        normals_from: "given", "given-flipped", "given-reoriented", "estimated" or "none".
+    """
+
+    cloud: PointCloud
+    name: str
+    report: CleanupReport
+    normals_from: str
+
+
+def _source_name(source: object) -> str:
+    from pathlib import Path
+
+    return str(source) if isinstance(source, (str, Path)) else type(source).__name__
+
+
+def _load_one(source: object, mode: str, num_mesh_samples: int, seed: int) -> PointCloud:
+    """Read one source; drop its normals unless ``mode`` wants them and they are usable."""
+    from .io.pointcloud import _read_source, clean_points
+
+    name = _source_name(source)
+    raw = _read_source(source, num_mesh_samples, seed)
+    if raw.normals is not None and mode in ("estimate", "none"):
+        raw = PointCloud(raw.points)
+    elif raw.normals is not None and mode == "auto":
+        finite = np.all(np.isfinite(raw.points), axis=1)
+        length = np.linalg.norm(raw.normals[finite], axis=1)
+        usable = float((np.isfinite(length) & (length > 1e-12)).mean()) if finite.any() else 0.0
+        if usable < 0.9:
+            log.warning(
+                "%s: only %.0f%% of the file's normals are usable (zero-length or non-finite); ignoring them and estimating normals",
+                name, 100 * usable,
+            )
+            raw = PointCloud(raw.points)
+    elif raw.normals is None and mode == "given":
+        raise InputError(f"{name}: --normals given, but the input has no normals (use auto or estimate)")
+    return clean_points(raw, name)
+
+
+def prepare_cloud(
+    sources: object,
+    config: ScanConfig = ScanConfig(),
+    *,
+    num_mesh_samples: int = 100_000,
+    seed: int = 0,
+    progress: bool = True,
+) -> PreparedCloud:
+    """Load one or several scans, merge them, clean them, and give them normals (or not).
+
+    Stages (each reported with a progress bar and a log line): loading, clean-up, normals.
+    Several inputs must already be in one frame; they are concatenated. Normals follow
+    ``config.normals``: "auto" keeps the inputs' normals when every input has usable ones
+    (checked, and flipped or re-oriented with a warning when wrong), otherwise estimates and
+    orients them; "given" requires them; "estimate" always estimates; "none" drops them.
+
+    Args:
+        sources: a path, array, ``PointCloud``, trimesh/Open3D object, or a list of them.
+        config: clean-up and normal options.
+        num_mesh_samples: samples drawn from each mesh input.
+        seed: seed of mesh sampling, downsampling and orientation subsets.
+        progress: show the stage progress bar.
+
+    Raises:
+        InputError: an unreadable input (named), too few points, a degenerate cloud, or missing
+            normals with ``normals="given"``.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .normals import _fix_given_normals, estimate_normals, orient_normals
+
+    items = list(sources) if isinstance(sources, (list, tuple)) else [sources]
+    if not items:
+        raise InputError("no input given")
+    name = "+".join(_source_name(s) for s in items)
+    mode = config.normals
+    bar = tqdm(total=len(items) + 2, desc="load", unit="stage", disable=not progress, leave=False)
+    try:
+        t0 = time.perf_counter()
+        clouds = []
+        for src in items:
+            bar.set_description(f"load {_source_name(src)}")
+            clouds.append(_load_one(src, mode, num_mesh_samples, seed))
+            bar.update(1)
+        with_normals = [c.normals is not None for c in clouds]
+        if mode == "auto" and any(with_normals) and not all(with_normals):
+            log.warning("%s: only some inputs have normals; estimating normals for all of them", name)
+            clouds = [PointCloud(c.points) for c in clouds]
+        if len(clouds) == 1:
+            cloud = clouds[0]
+        else:
+            normals = np.concatenate([c.normals for c in clouds]) if all(c.normals is not None for c in clouds) else None
+            cloud = PointCloud(np.concatenate([c.points for c in clouds]), normals)
+        log.info("loaded %s: %d points in %.1f s", name, len(cloud), time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        bar.set_description("clean-up")
+        cloud, report = clean_cloud(cloud, config, name, seed=seed)
+        bar.update(1)
+        log.info("clean-up: %d -> %d points in %.1f s", report.num_input, len(cloud), time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        bar.set_description("normals")
+        if mode == "none":
+            cloud, normals_from = PointCloud(cloud.points), "none"
+        elif cloud.normals is not None:
+            fixed = _fix_given_normals(cloud, name, config.orient_neighbors, config.orient_points, seed)
+            normals_from = "given" if fixed is cloud else ("given-flipped" if fixed.normals is not None and np.array_equal(fixed.normals, -cloud.normals) else "given-reoriented")
+            cloud = fixed
+        else:
+            est = estimate_normals(cloud.points, config.normal_neighbors)
+            cloud = PointCloud(cloud.points, orient_normals(cloud.points, est, config.orient_neighbors, config.orient_points, seed=seed))
+            normals_from = "estimated"
+        bar.update(1)
+        log.info("normals: %s in %.1f s", normals_from, time.perf_counter() - t0)
+    finally:
+        bar.close()
+    return PreparedCloud(cloud, name, report, normals_from)

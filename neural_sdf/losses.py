@@ -12,6 +12,7 @@ __all__ = [
     "sdf_off_surface_loss",
     "normal_alignment_loss",
     "eikonal_loss",
+    "divergence_loss",
     "mse_loss",
     "poisson_residual",
     "helmholtz_residual",
@@ -47,6 +48,16 @@ def normal_alignment_loss(grad: torch.Tensor, normals: torch.Tensor, on_surface:
 def eikonal_loss(grad: torch.Tensor) -> torch.Tensor:
     """Mean ``| |grad f| - 1 |`` over all samples (a signed distance has unit gradient)."""
     return (grad.norm(dim=-1) - 1.0).abs().mean()
+
+
+def divergence_loss(div: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean ``|div grad f|`` (the Laplacian of f) over the samples ``mask`` selects.
+
+    The second-order term of DiGS (Ben-Shabat et al., CVPR 2022, Sec. 3.2): a small divergence of
+    the gradient field favours smooth level sets and keeps a normal-free fit from inventing
+    surfaces. ``div`` ``(M, 1)``, ``mask`` ``(M,)`` bool.
+    """
+    return _masked_mean(div.abs().squeeze(-1), mask)
 
 
 def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,13 @@
 """Point cloud (or mesh) in, fitted SDF model and watertight mesh out: ``fit_sdf`` and ``reconstruct``."""
 
+import dataclasses
 import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -15,9 +16,10 @@ from ._typing import Device, PathLike
 from .config import ExtractConfig, LossWeights, SamplingConfig, SirenConfig, TrainConfig, config_to_dict
 from .errors import InputError
 from .extract import extract_mesh as _extract
-from .fields.sdf import SDFModel, cloud_to_tensors, make_sdf_step
+from .cleanup import ScanConfig, prepare_cloud
+from .fields.sdf import SDFModel, cloud_to_tensors, make_outside_positive, make_sdf_step
 from .geometry import Mesh, PointCloud, bounds, fit_normalization
-from .io.pointcloud import PointSource, load_points
+from .io.pointcloud import PointSource
 from .nn import Siren
 from .train import fit, load_training_state, save_training_state
 
@@ -37,6 +39,7 @@ class FitOptions:
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     weights: LossWeights = field(default_factory=LossWeights)
+    scan: ScanConfig = field(default_factory=ScanConfig)
 
 
 @dataclass
@@ -66,7 +69,7 @@ def _fingerprint(cloud: PointCloud, options: FitOptions) -> str:
 
 
 def fit_sdf(
-    source: PointSource,
+    source: Union[PointSource, Sequence[PointSource]],
     options: FitOptions = FitOptions(),
     *,
     device: Device = "cpu",
@@ -76,8 +79,10 @@ def fit_sdf(
     """Fit a SIREN SDF to an oriented point cloud (or a mesh, sampled area-weighted).
 
     Args:
-        source: path, array, ``PointCloud``, or trimesh/Open3D object (see ``load_points``).
-        options: network, training, sampling and loss settings.
+        source: path, array, ``PointCloud``, or trimesh/Open3D object (see ``load_points``), or a
+            list of them (partial scans in one frame, merged).
+        options: network, training, sampling, loss and scan settings (clean-up and normals:
+            ``cleanup.prepare_cloud``; ``scan.normals="none"`` fits without normals).
         device: torch device (the CLI resolves "auto").
         checkpoint: file for resumable checkpoints. If it exists and was written by a fit of the
             same input and options, the fit resumes from it; it is deleted when the fit completes.
@@ -87,19 +92,19 @@ def fit_sdf(
         The fitted ``SDFModel`` (normalization, data bounds and training record included).
 
     Raises:
-        InputError: unusable input (see ``load_points``), or a cloud without normals.
+        InputError: unusable input (see ``load_points`` and ``cleanup.prepare_cloud``).
     """
     t0 = time.perf_counter()
-    cloud = load_points(source, seed=options.train.seed)
-    name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
-    if cloud.normals is None:
-        raise InputError(f"{name}: the cloud has no normals; the SDF fit needs oriented points")
+    prepared = prepare_cloud(source, options.scan, seed=options.train.seed, progress=progress)
+    cloud, name = prepared.cloud, prepared.name
+    normal_free = {"divergence_weight": options.scan.divergence_weight, "total_steps": options.train.steps}
     normalization = fit_normalization(cloud.points)
     torch.manual_seed(options.train.seed)  # initialization only; batches use per-step generators
     network = Siren(options.siren).to(device)
     points, normals = cloud_to_tensors(cloud, normalization, device)
     step_fn = make_sdf_step(
-        network, points, normals, options.sampling, options.weights, options.train.seed, options.train.step_impl
+        network, points, normals, options.sampling, options.weights, options.train.seed, options.train.step_impl,
+        **normal_free,
     )
     optimizer = torch.optim.Adam(network.parameters(), lr=options.train.lr)
     fingerprint = _fingerprint(cloud, options)
@@ -119,7 +124,8 @@ def fit_sdf(
                 torch.manual_seed(options.train.seed)
                 network = Siren(options.siren).to(device)
                 step_fn = make_sdf_step(
-                    network, points, normals, options.sampling, options.weights, options.train.seed, options.train.step_impl
+                    network, points, normals, options.sampling, options.weights, options.train.seed, options.train.step_impl,
+                    **normal_free,
                 )
                 optimizer = torch.optim.Adam(network.parameters(), lr=options.train.lr)
 
@@ -138,11 +144,15 @@ def fit_sdf(
         desc="fit",
     )
     network.eval()
+    if cloud.normals is None:
+        make_outside_positive(network, seed=options.train.seed)
     rng = np.random.default_rng(options.train.seed)
     keep = rng.choice(len(cloud), size=min(SUPPORT_POINTS, len(cloud)), replace=False)
     info: dict[str, Any] = {
         "source": name,
         "num_points": len(cloud),
+        "normals_from": prepared.normals_from,
+        "cleanup": dataclasses.asdict(prepared.report),
         "options": config_to_dict(options),
         "fit_seconds": time.perf_counter() - t0,
         "train_seconds": result.seconds,
@@ -170,7 +180,7 @@ def extract_mesh(model: SDFModel, config: ExtractConfig = ExtractConfig(), *, pr
 
 
 def reconstruct(
-    source: PointSource,
+    source: Union[PointSource, Sequence[PointSource]],
     options: FitOptions = FitOptions(),
     extract: ExtractConfig = ExtractConfig(),
     *,

@@ -15,13 +15,21 @@ from ..config import LossWeights, SamplingConfig, SirenConfig, config_from_dict,
 from ..errors import InputError
 from ..geometry import Normalization, PointCloud, bounds
 from ..io.checkpoint import MODEL_FORMAT, load_model_file, save_model_file
-from ..losses import eikonal_loss, normal_alignment_loss, sdf_off_surface_loss, sdf_surface_loss
-from ..nn import Siren, gradient
+from ..losses import divergence_loss, eikonal_loss, normal_alignment_loss, sdf_off_surface_loss, sdf_surface_loss
+from ..nn import Siren, divergence, gradient
 from ..nn.fused import DEFAULT_ROW_CHUNK, fused_sdf_loss_backward, supports_fused
 from ..sampling import SDFBatch, iter_chunks, sample_sdf_batch, step_generator
 from ..train import StepFn
 
-__all__ = ["SDFModel", "sdf_loss", "make_sdf_step", "cloud_to_tensors"]
+__all__ = [
+    "SDFModel",
+    "sdf_loss",
+    "sdf_loss_normal_free",
+    "divergence_weight_at",
+    "make_sdf_step",
+    "make_outside_positive",
+    "cloud_to_tensors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +117,14 @@ class SDFModel:
 
 def cloud_to_tensors(
     cloud: PointCloud, normalization: Normalization, device: Device, dtype: torch.dtype = torch.float32
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalize an oriented cloud and move it to ``device``: ``(N, 3)`` points and unit normals.
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Normalize a cloud and move it to ``device``: ``(N, 3)`` points and unit normals (or None).
 
     This is where float64 I/O data becomes float32 training data, once.
     """
-    if cloud.normals is None:
-        raise ValueError("cloud has no normals; the SDF loss needs oriented points")
     pts = torch.as_tensor(normalization.to_normalized(cloud.points), dtype=dtype, device=device)
+    if cloud.normals is None:
+        return pts, None
     nrm = torch.as_tensor(cloud.normals, dtype=dtype, device=device)
     return pts, nrm
 
@@ -147,14 +155,78 @@ def sdf_loss(
     return loss, {k: float(v.detach()) for k, v in terms.items()}
 
 
+def divergence_weight_at(step: int, total_steps: int, weight: float) -> float:
+    """Annealed weight of the divergence term: ``weight`` for the first 20% of the steps, then a
+    linear decay to 0 at 50%, then 0 (DiGS's linear schedule: the term shapes the field early and
+    must vanish so it does not smooth away detail)."""
+    t = step / max(total_steps, 1)
+    if t < 0.2:
+        return weight
+    return weight * max(0.0, (0.5 - t) / 0.3)
+
+
+def sdf_loss_normal_free(
+    network: Siren, batch: SDFBatch, weights: LossWeights, divergence_weight: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """SDF loss without normals: the SIREN terms minus normal alignment, plus DiGS's divergence.
+
+    ``surface * |f| + off_surface * exp(-alpha |f|) + eikonal * | |grad f| - 1 | +
+    divergence_weight * |lap f|`` (Ben-Shabat et al., "DiGS", CVPR 2022, Eq. 7, with the SIREN
+    network and weights of Eq. 6). The divergence is taken on the off-surface samples only: on
+    the data it would fight sharp features. It is skipped (not computed) once its weight is 0.
+
+    Returns:
+        ``(loss, terms)``: the weighted scalar loss (with graph) and each unweighted term.
+    """
+    coords = batch.coords.detach().requires_grad_(True)
+    f = network(coords)
+    grad = gradient(f, coords, create_graph=True)
+    terms = {
+        "surface": sdf_surface_loss(f, batch.on_surface),
+        "off_surface": sdf_off_surface_loss(f, batch.off_surface, weights.alpha),
+        "eikonal": eikonal_loss(grad),
+    }
+    loss = weights.surface * terms["surface"] + weights.off_surface * terms["off_surface"] + weights.eikonal * terms["eikonal"]
+    if divergence_weight > 0:
+        terms["divergence"] = divergence_loss(divergence(grad, coords, create_graph=True), batch.off_surface)
+        loss = loss + divergence_weight * terms["divergence"]
+    return loss, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def make_outside_positive(network: Siren, num_samples: int = 4096, seed: int = 0) -> bool:
+    """Negate a normal-free fit whose sign came out inverted; returns whether it was negated.
+
+    Without normals the loss is symmetric in the sign of f. The border of the normalized domain
+    ``[-1, 1]^3`` lies outside the data (which fits in ``[-0.9, 0.9]^3``), so f must be positive
+    there; when most border samples are negative, the last layer's weights and bias are negated.
+    """
+    g = torch.Generator().manual_seed(seed)
+    param = next(network.parameters())
+    pts = torch.rand((num_samples, 3), generator=g) * 2 - 1
+    axis = torch.randint(3, (num_samples,), generator=g)
+    pts[torch.arange(num_samples), axis] = torch.where(torch.rand(num_samples, generator=g) < 0.5, -1.0, 1.0)
+    with torch.no_grad():
+        f = network(pts.to(device=param.device, dtype=param.dtype))[:, 0]
+        negative = float((f < 0).float().mean())
+        if negative <= 0.5:
+            return False
+        network.last.weight.neg_()
+        network.last.bias.neg_()
+    log.info("normal-free fit came out inside-out (%.0f%% of the domain border negative); negated it", 100 * negative)
+    return True
+
+
 def make_sdf_step(
     network: Siren,
     points: torch.Tensor,
-    normals: torch.Tensor,
+    normals: Optional[torch.Tensor],
     sampling: SamplingConfig,
     weights: LossWeights,
     seed: int,
     step_impl: str = "fused",
+    *,
+    divergence_weight: float = 0.0,
+    total_steps: int = 1,
 ) -> StepFn:
     """Return a ``StepFn`` that draws the batch of each step from ``(seed, step)`` and backpropagates.
 
@@ -162,7 +234,20 @@ def make_sdf_step(
         step_impl: "fused" uses ``nn.fused.fused_sdf_loss_backward`` (closed-form SIREN gradient
             and backward; same loss and gradients as ``sdf_loss``) when ``supports_fused(network)``,
             and falls back to the autograd reference otherwise; "autograd" always uses ``sdf_loss``.
+        normals: ``None`` for a normal-free fit: the step uses ``sdf_loss_normal_free`` (autograd),
+            its divergence weight annealed from ``divergence_weight`` over ``total_steps``.
     """
+    if normals is None:
+        zeros = torch.zeros_like(points)
+
+        def normal_free_step(step: int) -> dict[str, float]:
+            batch = sample_sdf_batch(points, zeros, sampling, step_generator(seed, step, points.device))
+            w_div = divergence_weight_at(step, total_steps, divergence_weight)
+            loss, terms = sdf_loss_normal_free(network, batch, weights, w_div)
+            loss.backward()
+            return {"loss": float(loss.detach()), **terms}
+
+        return normal_free_step
     if step_impl not in ("fused", "autograd"):
         raise ValueError(f"step_impl must be one of ['fused', 'autograd'], got {step_impl!r}")
     use_fused = step_impl == "fused" and supports_fused(network)
