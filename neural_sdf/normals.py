@@ -1,13 +1,15 @@
 """Normals for raw scans: PCA estimation, consistent outward orientation, and a check of given normals.
 
-Open3D estimates the unoriented normals (PCA over k nearest neighbours). Orientation uses Open3D's
-minimum-spanning-tree propagation (Hoppe et al. 1992, ``orient_normals_consistent_tangent_plane``)
-on a subset of at most ``max_points`` points, then spreads the sign to every point from the subset
-neighbour whose normal is most parallel to its own. On 100k points Open3D's orientation alone
-takes 15-35 s here and, with 30 graph neighbours, flips about 11% of the scorpion's normals
-(thin legs: the graph links both sides of a leg); a subset and 10 neighbours keep it to a few
-seconds and right on thin parts. The propagation has no notion of outside; the global sign is
-then chosen so that normals on the convex hull point out of it.
+Open3D computes neighbourhood covariances; their smallest eigenvector is the unoriented normal,
+with a larger neighbourhood when the cloud is noisy. Orientation propagates signs along a minimum
+spanning tree (Hoppe et al. 1992) built with scipy on a subset of at most ``max_points`` points,
+then gives every point the sign of the subset neighbour whose normal is most parallel to its own.
+Measured on 100k samples of the scorpion (thin legs), on this shared CPU: Open3D's
+``orient_normals_consistent_tangent_plane`` takes 15-35 s and gets 99.8% of the normals right
+with 10 graph neighbours but only 89% with 30 (the graph links the two sides of a leg); ours,
+with an off-tangent-plane edge penalty on a 20k subset, takes about 1 s and gets 99.8%. The
+propagation has no notion of outside: each connected piece is then turned so that its normals on
+its convex hull point out of the hull.
 """
 
 import logging
@@ -135,8 +137,9 @@ def _mst_orient(points: np.ndarray, normals: np.ndarray, k: int, tangent_weight:
     The graph links each point to its ``k`` nearest neighbours. An edge costs
     ``1 - |n_i . n_j| + tangent_weight * (|e . n_i| + |e . n_j|) / 2`` with ``e`` the unit edge
     direction: the first part prefers parallel normals (Hoppe), the second penalizes edges that
-    leave the tangent plane. Without it the two sides of a thin part (parallel normals, edge
-    along the normal) are the cheapest link and one side gets flipped.
+    leave the tangent plane, since an edge across a thin part (parallel normals, edge along the
+    normal) is the cheapest link under Hoppe's weight alone and flips one side. A part thinner
+    than about two point spacings still cannot be oriented from the points alone.
 
     Returns:
         ``(normals (N, 3) with consistent signs, component label (N,) int)``.

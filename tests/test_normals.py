@@ -1,0 +1,90 @@
+"""Normal estimation, consistent outward orientation, and the check of given normals."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neural_sdf.geometry import Mesh
+from neural_sdf.normals import check_normals, estimate_normals, orient_normals, outward_fraction
+from neural_sdf.sampling import sample_mesh_surface
+
+SHAPES = Path(__file__).resolve().parents[2] / "shared" / "data" / "shapes"
+
+
+def _torus_cloud(n: int = 6000):
+    import trimesh
+
+    tm = trimesh.creation.torus(major_radius=0.4, minor_radius=0.15, major_sections=48, minor_sections=24)
+    return sample_mesh_surface(Mesh(np.asarray(tm.vertices), np.asarray(tm.faces)), n, seed=0)
+
+
+def _thin_box_cloud(n: int, thickness: float):
+    import trimesh
+
+    tm = trimesh.creation.box(extents=(1.0, 1.0, thickness))
+    return sample_mesh_surface(Mesh(np.asarray(tm.vertices), np.asarray(tm.faces)), n, seed=0)
+
+
+def _agreement(normals: np.ndarray, truth: np.ndarray) -> float:
+    return float((np.sum(normals * truth, axis=1) > 0).mean())
+
+
+def test_estimated_normals_are_unit_and_parallel_to_truth():
+    cloud = _torus_cloud()
+    n = estimate_normals(cloud.points)
+    np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-9)
+    # Measured mean |cos| 0.999 on this torus; a margin for other BLAS / Open3D builds.
+    assert np.abs(np.sum(n * cloud.normals, axis=1)).mean() > 0.99
+
+
+def test_orientation_outward_on_torus():
+    cloud = _torus_cloud()
+    oriented = orient_normals(cloud.points, estimate_normals(cloud.points))
+    # Measured 1.0000 (every normal outward); the threshold leaves room for a few edge cases.
+    assert _agreement(oriented, cloud.normals) > 0.995
+
+
+def test_orientation_keeps_the_two_sides_of_a_thin_plate_apart():
+    # A plate 5% as thick as it is wide, sampled about 5 points across its thickness.
+    cloud = _thin_box_cloud(20_000, 0.05)
+    oriented = orient_normals(cloud.points, estimate_normals(cloud.points, 16))
+    # Measured 1.0. (A plate 3% thick with 8000 points, i.e. under 2 points across, comes out
+    # at 0.50: one face flipped, whatever the edge weights; thinner parts need more points.)
+    assert _agreement(oriented, cloud.normals) > 0.99
+
+
+def test_orientation_on_a_subset_spreads_to_every_point():
+    cloud = _torus_cloud(20_000)
+    oriented = orient_normals(cloud.points, estimate_normals(cloud.points), max_points=2000)
+    # Measured 0.9996 with a 10% subset.
+    assert _agreement(oriented, cloud.normals) > 0.99
+
+
+def test_check_normals_detects_flipped_and_inconsistent():
+    cloud = _torus_cloud()
+    good = check_normals(cloud.points, cloud.normals)
+    assert not good.flipped and not good.inconsistent and good.consistent_fraction > 0.99
+    flipped = check_normals(cloud.points, -cloud.normals)
+    assert flipped.flipped and not flipped.inconsistent
+    assert outward_fraction(cloud.points, -cloud.normals) < 0.05
+    mixed = cloud.normals.copy()
+    mixed[np.random.default_rng(0).random(len(mixed)) < 0.2] *= -1
+    bad = check_normals(cloud.points, mixed)
+    assert bad.inconsistent and 0.75 < bad.consistent_fraction < 0.85
+
+
+@pytest.mark.skipif(not SHAPES.is_dir(), reason="../shared/data/shapes is absent")
+@pytest.mark.parametrize("shape, noise, threshold", [("scorpion", 0.0, 0.99), ("armadillo", 0.005, 0.98)])
+def test_orientation_on_real_shapes(shape, noise, threshold):
+    # 100k samples; noise is Gaussian with this fraction of the bounding-box diagonal as sigma.
+    # Measured agreement with the true normals: scorpion (thin legs) 0.998, armadillo at 0.5%
+    # noise 0.995 (scorpion at 0.5% noise: 0.969). Open3D's orient_normals_consistent_tangent_plane
+    # on the clean scorpion: 0.998 with k=10, 0.892 with k=30, and 15-35 s instead of about 1 s.
+    from neural_sdf.io import load_points
+
+    cloud = load_points(SHAPES / f"{shape}.obj", num_mesh_samples=100_000)
+    diag = float(np.linalg.norm(np.ptp(cloud.points, axis=0)))
+    pts = cloud.points + np.random.default_rng(0).normal(0, noise * diag, cloud.points.shape)
+    oriented = orient_normals(pts, estimate_normals(pts))
+    assert _agreement(oriented, cloud.normals) > threshold
