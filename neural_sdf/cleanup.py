@@ -334,7 +334,8 @@ def _load_one(source: object, mode: str, num_mesh_samples: int, seed: int) -> Po
     elif raw.normals is not None and mode == "auto":
         finite = np.all(np.isfinite(raw.points), axis=1)
         length = np.linalg.norm(raw.normals[finite], axis=1)
-        usable = float((np.isfinite(length) & (length > 1e-12)).mean()) if finite.any() else 0.0
+        # No finite point at all: leave the verdict to clean_points (one error, no normals warning).
+        usable = float((np.isfinite(length) & (length > 1e-12)).mean()) if finite.any() else 1.0
         if usable < 0.9:
             log.warning(
                 "%s: only %.0f%% of the file's normals are usable (zero-length or non-finite); ignoring them and estimating normals",
@@ -384,11 +385,12 @@ def prepare_cloud(
         raise InputError("no input given")
     name = "+".join(_source_name(s) for s in items)
     mode = config.normals
-    bar = tqdm(total=len(items) + 2, desc="load", unit="stage", disable=not progress, leave=False)
+    t0 = time.perf_counter()
+    # The first input is read before the bar starts, so a bad file gives one error line and no bar.
+    clouds = [_load_one(items[0], mode, num_mesh_samples, seed)]
+    bar = tqdm(total=len(items) + 2, initial=1, desc="load", unit="stage", disable=not progress, leave=False)
     try:
-        t0 = time.perf_counter()
-        clouds = []
-        for src in items:
+        for src in items[1:]:
             bar.set_description(f"load {_source_name(src)}")
             clouds.append(_load_one(src, mode, num_mesh_samples, seed))
             bar.update(1)
