@@ -22,7 +22,17 @@ from ..io.image import load_image, resize_max_side, save_image
 from ..metrics import psnr as _psnr
 from ..nn import Siren
 from ..train import fit
-from ._common import check_output_dir, colormap_image, network_config, new_figure, prepare_output_dir, save_curve, save_figure, write_csv, write_json
+from ._common import (
+    check_output_dir,
+    colormap_image,
+    network_config,
+    new_figure,
+    prepare_output_dir,
+    save_curve,
+    save_figure,
+    write_csv,
+    write_json,
+)
 
 __all__ = ["ImageFitResult", "fit_image", "aligned_psnr", "write_image_outputs"]
 

@@ -196,11 +196,11 @@ def write_pde_outputs(result: PDEResult, output_dir: PathLike) -> Path:
             fig.colorbar(im, ax=ax, shrink=0.8)
     fig.suptitle(f"{result.name}: relative L2 error {result.relative_error:.3g}")
     save_figure(fig, out / "solution.png")
-    write_csv(["step", "relative_error", "loss"], [(s, f"{e:.6g}", f"{l:.6g}") for s, e, l in result.curve], out / "error.csv")
+    write_csv(["step", "relative_error", "loss"], [(s, f"{e:.6g}", f"{loss:.6g}") for s, e, loss in result.curve], out / "error.csv")
     fig, (ax,) = new_figure()
     steps = [s for s, _, _ in result.curve]
     ax.plot(steps, [e for _, e, _ in result.curve], label="relative L2 error")
-    ax.plot(steps, [l for _, _, l in result.curve], label="training loss")
+    ax.plot(steps, [loss for _, _, loss in result.curve], label="training loss")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.legend()

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from ..io.video import VideoClip, load_video, save_video
 from ..metrics import psnr as _psnr
 from ..nn import Siren
 from ..train import fit
-from ._common import check_output_dir, network_config, new_figure, prepare_output_dir, save_curve, save_figure, write_csv, write_json
+from ._common import check_output_dir, network_config, prepare_output_dir, save_curve, save_figure, write_csv, write_json
 
 __all__ = ["VideoFitResult", "fit_video", "interpolation_times", "write_video_outputs"]
 
@@ -72,7 +72,7 @@ def _per_frame_psnr(frames: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def fit_video(
-    source: PathLike,
+    source: Union[PathLike, VideoClip],
     output_dir: Optional[PathLike] = None,
     *,
     config: VideoConfig = VideoConfig(),
@@ -84,7 +84,8 @@ def fit_video(
     """Fit a video file with a SIREN (or a baseline) and measure per-frame PSNR.
 
     Args:
-        source: video path (anything FFmpeg decodes).
+        source: video path (anything FFmpeg decodes), or an already decoded ``VideoClip`` (then
+            ``config.frames`` still limits its length but ``config.max_side`` is not applied).
         output_dir: write the outputs listed in the module docstring here (created if needed,
             only after the input is validated). None: write nothing.
         config: frames, size, batch and measurement settings.
@@ -96,7 +97,11 @@ def fit_video(
     Raises:
         InputError: unreadable file, not a video, zero frames, or an unusable output folder.
     """
-    clip = load_video(source, max_frames=config.frames, max_side=config.max_side)
+    if isinstance(source, VideoClip):
+        clip = VideoClip(source.frames[: config.frames or None], source.fps)
+        source = "clip"
+    else:
+        clip = load_video(source, max_frames=config.frames, max_side=config.max_side)
     if output_dir is not None:
         check_output_dir(output_dir)
     t, h, w, c = clip.frames.shape
