@@ -60,6 +60,13 @@ _EXPORTS = {
     "save_video": "io.video",
     "psnr": "metrics",
     "RenderOptions": "render",
+    # raw scans (issue 4)
+    "ScanConfig": "cleanup",
+    "prepare_cloud": "cleanup",
+    "clean_cloud": "cleanup",
+    "estimate_normals": "normals",
+    "orient_normals": "normals",
+    "check_normals": "normals",
     # shape interpolation and shape spaces (issue 8)
     "ShapeSpaceConfig": "config",
     "blend_sdf": "interpolate",
