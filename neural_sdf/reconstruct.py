@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from ._typing import Device, PathLike
+from .cleanup import ScanConfig, prepare_cloud
 from .config import ExtractConfig, LossWeights, SamplingConfig, SirenConfig, TrainConfig, config_to_dict
 from .errors import InputError
 from .extract import extract_mesh as _extract
-from .cleanup import ScanConfig, prepare_cloud
 from .fields.sdf import SDFModel, cloud_to_tensors, make_outside_positive, make_sdf_step
 from .geometry import Mesh, PointCloud, bounds, fit_normalization
 from .io.pointcloud import PointSource

@@ -83,6 +83,7 @@ def run_shape(name: str, args: argparse.Namespace) -> list[dict]:
         options = ns.FitOptions(
             siren=ns.SirenConfig(hidden_dim=args.hidden_dim, num_hidden_layers=args.layers),
             train=ns.TrainConfig(steps=args.steps, checkpoint_every=0, seed=args.seed),
+            sampling=ns.SamplingConfig(batch_size=args.batch_size),
             scan=ScanConfig(normals=mode),
         )
         t0 = time.perf_counter()
@@ -106,6 +107,7 @@ def run_gargoyle(args: argparse.Namespace) -> dict:
     options = ns.FitOptions(
         siren=ns.SirenConfig(hidden_dim=args.hidden_dim, num_hidden_layers=args.layers),
         train=ns.TrainConfig(steps=args.steps, checkpoint_every=0, seed=args.seed),
+        sampling=ns.SamplingConfig(batch_size=args.batch_size),
     )
     t0 = time.perf_counter()
     result = ns.reconstruct(SHAPES / "gargoyle_scan.ply", options, ns.ExtractConfig(resolution=args.resolution), progress=not args.quiet)
@@ -150,6 +152,7 @@ def main() -> None:
     ap.add_argument("--hidden-dim", type=int, default=256)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gargoyle", action="store_true", help="also reconstruct and render the gargoyle scan")
     ap.add_argument("--memory", type=int, default=0, help="measure the peak RSS of the CLI on this many points")

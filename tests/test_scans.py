@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from neural_sdf.cli import main
 from neural_sdf.cleanup import ScanConfig
+from neural_sdf.cli import main
 from neural_sdf.config import ExtractConfig, SamplingConfig, SirenConfig, TrainConfig
 from neural_sdf.extract import connected_components
 from neural_sdf.geometry import Mesh, PointCloud
