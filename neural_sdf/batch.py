@@ -116,7 +116,8 @@ class ItemResult:
         input: the input path, as listed.
         name: output name.
         status: "ok" or "failed".
-        error: one-line error message of a failed item ("" when ok).
+        error: one-line error message of a failed item; for an ok item, why it has no metrics
+            (an unusable ground truth), else "".
         seconds: wall time of the item in its worker (load, fit, extraction, metrics), seconds.
         peak_memory_mb: peak resident memory of the worker while it ran the item, MiB.
         mesh, model: output files (None when failed).
@@ -585,7 +586,10 @@ def _run_item(task: _Task) -> dict[str, Any]:
             )
             if task.gt is not None:
                 gt_path, _ = _local_copy(task.gt, task.gt_sha256 or "", task.gt_ref, tmp)
-                out["metrics"] = _flat_metrics(evaluate_meshes(result.mesh, load_mesh(gt_path)))
+                try:
+                    out["metrics"] = _flat_metrics(evaluate_meshes(result.mesh, load_mesh(gt_path)))
+                except InputError as exc:  # the outputs are fine; only the comparison is not possible
+                    out["metrics_error"] = f"no metrics: ground truth {_one_line(exc).replace(gt_path, task.gt)}"
     except Exception as exc:  # an item's failure is data for the summary, not a crash of the batch
         message = _one_line(exc)
         if source != task.input:
@@ -786,8 +790,8 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run_ray(tasks: list[_Task], address: Optional[str], threads: Optional[int], retries: int, on_result: OnResult) -> None:
-    """Run every task as a Ray task (a GPU each when the cluster has GPUs); inputs travel as objects."""
+def _connect_ray(address: Optional[str]) -> bool:
+    """Join ``address`` or start a local Ray instance, unless connected already; True if this call connected."""
     ray = _import_ray()
     started = False
     if not ray.is_initialized():
@@ -799,6 +803,15 @@ def _run_ray(tasks: list[_Task], address: Optional[str], threads: Optional[int],
         else:
             ray.init(num_cpus=_cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
         started = True
+    return started
+
+
+def _run_ray(tasks: list[_Task], threads: Optional[int], retries: int, started: bool, on_result: OnResult) -> None:
+    """Run every task as a Ray task (a GPU each when the cluster has GPUs); inputs travel as objects.
+
+    ``started``: this batch connected to Ray, so it disconnects (and stops a local instance) at the end.
+    """
+    ray = _import_ray()
     try:
         resources = ray.cluster_resources()
         gpus = resources.get("GPU", 0) > 0
@@ -843,10 +856,11 @@ def _find_gt(gt_dir: Optional[Path], item: BatchItem) -> Optional[Path]:
         return Path(item.gt)
     if gt_dir is None:
         return None
+    own = Path(item.input).resolve()
     for stem in dict.fromkeys([item.name, Path(item.input).stem]):
         for ext in MESH_EXTENSIONS:
             for cand in (gt_dir / f"{stem}{ext}", gt_dir / f"{stem}{ext.upper()}"):
-                if cand.is_file():
+                if cand.is_file() and cand.resolve() != own:  # never the input itself
                     return cand
     return None
 
@@ -969,7 +983,6 @@ def reconstruct_batch(
         _import_ray()
         if ray_address:
             _check_ray_address(ray_address)
-    out.mkdir(parents=True, exist_ok=True)
 
     results: list[Optional[ItemResult]] = [None] * len(plans)
     tasks: list[_Task] = []
@@ -987,6 +1000,8 @@ def reconstruct_batch(
                     gt_sha256=_file_sha256(plan.gt) if plan.gt is not None else None,
                 )
             )
+    ray_started = _connect_ray(ray_address) if executor == "ray" and tasks else False
+    out.mkdir(parents=True, exist_ok=True)
     reused = len(plans) - len(tasks)
     if reused:
         log.info("%d of %d items already done with the same settings; reusing them", reused, len(plans))
@@ -1009,7 +1024,7 @@ def reconstruct_batch(
     try:
         if tasks:
             if executor == "ray":
-                _run_ray(tasks, ray_address, threads, retries, on_result)
+                _run_ray(tasks, threads, retries, ray_started, on_result)
             else:
                 jobs_now = min(jobs, len(tasks))
                 per_item = threads or max(1, _cpu_count() // jobs)
@@ -1041,7 +1056,11 @@ def _reused_result(plan: _Plan, record: dict[str, Any]) -> ItemResult:
             from .io import load_mesh
             from .metrics import evaluate_meshes
 
-            result.metrics = _flat_metrics(evaluate_meshes(load_mesh(plan.mesh_path), load_mesh(plan.gt)))
+            try:
+                result.metrics = _flat_metrics(evaluate_meshes(load_mesh(plan.mesh_path), load_mesh(plan.gt)))
+            except InputError as exc:
+                result.error = f"no metrics: ground truth {_one_line(exc)}"
+                return result
             _write_json(plan.done_path, {**record, "gt": str(plan.gt), "gt_sha256": gt_sha, "metrics": result.metrics})
     return result
 
@@ -1070,6 +1089,9 @@ def _store_result(plan: _Plan, task: _Task, message: dict[str, Any], attempts: i
     for key in ("fit_seconds", "extract_seconds", "num_vertices", "num_faces"):
         setattr(result, key, message.get(key))
     result.metrics = dict(message.get("metrics") or {})
+    if message.get("metrics_error"):
+        result.error = message["metrics_error"]  # status stays ok: mesh and model are complete
+        log.warning("%s: %s", result.input, result.error)
     record = {
         "format": BATCH_FORMAT,
         "input": result.input,

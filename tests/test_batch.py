@@ -116,6 +116,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _make_inputs(root / "in")
     (root / "gt").mkdir()
     save_mesh(_mesh(trimesh.creation.icosphere(subdivisions=4, radius=1.0)), root / "gt" / "sphere.obj")
+    (root / "gt" / "torus.obj").write_text("not a mesh\n")  # an unusable ground truth costs the metrics only
     return root
 
 
@@ -134,17 +135,18 @@ def test_batch_corrupt_item_is_recorded_and_others_finish(process_run: tuple[sub
     assert rows["broken"]["status"] == "failed"
     assert "broken.xyz" in rows["broken"]["error"] and "cannot parse" in rows["broken"]["error"]
     for name in ("sphere", "torus"):
-        assert rows[name]["status"] == "ok" and rows[name]["error"] == ""
+        assert rows[name]["status"] == "ok"
         assert (out / f"{name}.ply").is_file() and (out / f"{name}.nsdf").is_file()
         assert int(rows[name]["num_faces"]) > 100
         assert float(rows[name]["peak_memory_mb"]) > 50  # a torch worker holds > 50 MiB
         assert float(rows[name]["seconds"]) > 0
     assert not (out / "broken.ply").exists() and not (out / "broken.nsdf").exists()
-    # Metrics only where a ground truth of the same name exists; the sphere's fit is within 5 %
-    # of its diagonal (measured about 1 %).
-    assert rows["sphere"]["gt"].endswith("sphere.obj") and rows["torus"]["gt"] == ""
+    # Metrics only where a ground truth of the same name exists; the sphere's Chamfer-L1 is
+    # under 5 % of its diagonal (measured 3.2 % with these tiny seeded settings and a 24^3 grid).
+    assert rows["sphere"]["gt"].endswith("sphere.obj") and rows["sphere"]["error"] == ""
     assert 0 < float(rows["sphere"]["metric_chamfer_l1_rel"]) < 0.05
     assert rows["torus"]["metric_chamfer_l1_rel"] == ""
+    assert rows["torus"]["error"].startswith("no metrics: ground truth") and "torus.obj" in rows["torus"]["error"]
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["items"], summary["ok"], summary["failed"]) == (3, 2, 1)
     assert "FAILED" in proc.stdout and "2 ok" in proc.stdout and "1 failed" in proc.stdout
