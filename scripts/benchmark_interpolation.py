@@ -13,9 +13,9 @@ Measures, side by side in one run (same network size, same steps, same samples p
 
 Writes ``OUT/benchmark_interpolation.json`` and ``OUT/benchmark_interpolation.png``.
 
-Example (about 10 minutes on 2 busy CPU cores)::
+Example (about 7 minutes on 2 busy CPU cores; results in README)::
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python scripts/benchmark_interpolation.py --space-steps 1200 -o bench_interp
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python scripts/benchmark_interpolation.py --space-steps 2400 -o bench_interp
 """
 
 import argparse
@@ -40,7 +40,7 @@ from neural_sdf import (
 )
 from neural_sdf.config import ShapeSpaceConfig
 from neural_sdf.fields.shape_space import SpaceOptions, fit_latent, fit_shape_space
-from neural_sdf.interpolate import interpolate_meshes
+from neural_sdf.interpolate import interpolate_meshes, interpolated_normalization
 
 log = logging.getLogger("benchmark_interpolation")
 
@@ -54,7 +54,7 @@ def _closed(mesh) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the shapes")
-    ap.add_argument("--shapes", nargs="+", default=["armadillo", "fandisk", "rocker_arm"], help="training collection (file stems)")
+    ap.add_argument("--shapes", nargs="+", default=["armadillo", "fandisk", "rocker_arm", "fertility", "scorpion"], help="training collection (file stems)")
     ap.add_argument("--held-out", default="spot", help="shape fitted through the space alone")
     ap.add_argument("--steps", type=int, default=600, help="steps of the single-shape and latent fits")
     ap.add_argument("--space-steps", type=int, default=None, help="steps of the space fit (default: --steps; each step sees every shape)")
@@ -122,7 +122,9 @@ def main() -> None:
                 frames = interpolate_meshes(ma, mb, args.frames, extract, method="latent", space=space)
             else:
                 frames = interpolate_meshes(single[a]["model"], single[b]["model"], args.frames, extract, method="blend")
-            vols = [abs(float(f.mesh.to_trimesh().volume)) if not f.mesh.is_empty else 0.0 for f in frames]
+            # Volumes in the frames' normalized units (the frame's world size moves from A's to B's).
+            scales = [interpolated_normalization(ma.normalization, mb.normalization, f.t).scale for f in frames]
+            vols = [abs(float(f.mesh.to_trimesh().volume)) * sc**3 if not f.mesh.is_empty else 0.0 for f, sc in zip(frames, scales)]
             paths.append({
                 "a": a, "b": b, "method": method,
                 "all_closed_non_empty": all(_closed(f.mesh) for f in frames),
@@ -175,10 +177,10 @@ def _plot(result: dict, path: Path) -> None:
     ax1.set_title("Endpoint and held-out reconstruction")
     for p in result["paths"]:
         v = np.asarray(p["volumes"])
-        ax2.plot(np.linspace(0, 1, len(v)), v / max(v[0], 1e-12), "-o" if p["method"] == "latent" else "--x",
+        ax2.plot(np.linspace(0, 1, len(v)), v, "-o" if p["method"] == "latent" else "--x",
                  label=f"{p['method']} {p['a']}->{p['b']}")
     ax2.set_xlabel("t")
-    ax2.set_ylabel("volume / volume at t=0 (world units)")
+    ax2.set_ylabel("volume (normalized units)")
     ax2.set_title("Volume along interpolation paths")
     ax2.legend(fontsize=7)
     fig.tight_layout()
