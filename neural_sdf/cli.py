@@ -234,9 +234,22 @@ def load_renderable(path: Path, resolution: int = 192) -> list:
 
 
 def _is_model_file(path: Path) -> bool:
+    # The format tag sits in the safetensors JSON header, which can be longer than a fixed prefix.
+    import struct
+
     with open(path, "rb") as fh:
-        head = fh.read(4096)
-    return b"neural_sdf.model" in head
+        head = fh.read(8)
+        if len(head) < 8:
+            return False
+        (size,) = struct.unpack("<Q", head)
+        if not 2 <= size <= 100_000_000:
+            return False
+        try:
+            header = json.loads(fh.read(size))
+        except ValueError:
+            return False
+    fmt = header.get("__metadata__", {}).get("format", "") if isinstance(header, dict) else ""
+    return isinstance(fmt, str) and fmt.startswith("neural_sdf.model")
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -458,6 +471,14 @@ def _cmd_pde(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    # The viewer is a separate program (neural_sdf never imports it): run it as a child process.
+    import subprocess
+
+    argv = [sys.executable, "-m", "viewer", *args.paths, *args.rest]
+    return subprocess.run(argv, check=False).returncode
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``neural-sdf`` argument parser."""
@@ -506,6 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=int, default=1, help="turntable views tiled into one sheet (default: 1)")
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_render)
+
+    p = sub.add_parser("view", help="open the interactive viewer (python -m viewer); --screenshot saves a PNG and exits")
+    p.add_argument("paths", nargs="+", help="meshes, point clouds or model files")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="viewer options (see python -m viewer --help)")
+    p.set_defaults(func=_cmd_view)
 
     p = sub.add_parser("batch", help="reconstruct many inputs (files, folders, globs, manifests) locally or on Ray")
     p.add_argument("inputs", nargs="+", help="point clouds or meshes, folders (recursive), globs, or manifests (.csv, .jsonl)")

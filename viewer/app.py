@@ -112,6 +112,12 @@ class ViewerApp:
         self.scene.scene.set_background([1.0, 1.0, 1.0, 1.0])
         self.scene.scene.scene.set_sun_light([-0.4, -0.6, -0.7], [1.0, 1.0, 1.0], 90000)
         self.scene.scene.scene.enable_sun_light(True)
+        if os.environ.get("NEURAL_SDF_VIEWER_LEAN", "0") == "1":
+            view = self.scene.scene.view
+            view.set_post_processing(False)
+            view.set_shadowing(False)
+            view.set_ambient_occlusion(False)
+            view.set_antialiasing(False)
         w.add_child(self.scene)
         self._build_panel()
         w.set_on_layout(self._on_layout)

@@ -45,7 +45,7 @@ class ViewerSettings:
     """``"x"``, ``"y"``, ``"z"`` or None (no slice)."""
     slice_offset: float = 0.0
     """Slice position in [-1, 1] across the bounding box."""
-    slice_resolution: int = 128
+    slice_resolution: int = 64
     interp_t: float = 0.0
     compare: Compare = "overlay"
     active: int = 0
