@@ -189,7 +189,7 @@ def write_pde_outputs(result: PDEResult, output_dir: PathLike) -> Path:
             (axes[ch][1], ref, f"reference {labels[ch]}", "RdBu_r", (-vmax, vmax)),
             (axes[ch][2], err, f"|error| {labels[ch]}", "magma", (0, float(np.nanmax(err)) or 1.0)),
         ):
-            im = ax.imshow(img.T, origin="lower", extent=extent, cmap=cmap, vmin=lim[0], vmax=lim[1], aspect="auto")
+            im = ax.imshow(img.T, origin="lower", extent=extent, cmap=cmap, vmin=lim[0], vmax=lim[1], aspect="auto" if result.name == "wave" else "equal")
             ax.set_title(title)
             ax.set_xlabel(axis_names[0])
             ax.set_ylabel(axis_names[1])

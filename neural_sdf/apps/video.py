@@ -162,7 +162,8 @@ def write_video_outputs(result: VideoFitResult, output_dir: PathLike) -> Path:
         rows = len(result.interpolated)
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(15, 2.6 * rows + 0.4), dpi=100, layout="constrained")
+        aspect = result.reconstruction.shape[1] / result.reconstruction.shape[2]
+        fig = Figure(figsize=(15, rows * (3.0 * aspect + 0.35) + 0.2), dpi=100, layout="constrained")
         axes = fig.subplots(rows, 5, squeeze=False)
         for row, (k, mid) in enumerate(result.interpolated):
             a, b = int(k - 0.5), int(k + 0.5)
