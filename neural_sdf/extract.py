@@ -153,9 +153,11 @@ def remove_stray_components(mesh: Mesh, points: np.ndarray, max_distance: float,
     dist, _ = cKDTree(points).query(mesh.vertices, k=1, distance_upper_bound=max_distance, workers=-1)
     near_vertex = np.isfinite(dist)
     near_face = near_vertex[mesh.faces].mean(axis=1)
-    keep = np.zeros(num, dtype=bool)
-    for c in range(num):
-        keep[c] = near_face[labels == c].mean() >= keep_fraction
+    # Per-piece mean of near_face, vectorized: marching cubes on a noisy field can make
+    # thousands of tiny pieces, and a Python loop over them would be quadratic.
+    sums = np.bincount(labels, weights=near_face, minlength=num)
+    counts = np.bincount(labels, minlength=num)
+    keep = sums / np.maximum(counts, 1) >= keep_fraction
     if not keep.any():
         log.warning("no piece of the mesh lies near the input; keeping the mesh unfiltered")
         return mesh
