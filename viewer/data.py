@@ -90,7 +90,10 @@ def load_item(path: Path) -> Item:
         import trimesh
 
         check_input_file(path, (".ply",), "mesh or point cloud")
-        loaded = trimesh.load(str(path), process=False)
+        try:
+            loaded = trimesh.load(str(path), process=False)
+        except Exception as exc:  # trimesh raises many types on malformed files
+            raise ns.InputError(f"{path}: cannot read PLY ({type(exc).__name__}: {str(exc)[:100]})") from exc
         if len(getattr(loaded, "faces", [])):
             return Item(path, "mesh", mesh=ns.load_mesh(path))
     return Item(path, "points", cloud=ns.load_points(path))
