@@ -40,6 +40,7 @@ _EXPORTS = {
     "fit_sdf": "reconstruct",
     "extract_mesh": "reconstruct",
     "reconstruct": "reconstruct",
+    "quality_preset": "reconstruct",
     "ReconstructResult": "reconstruct",
     "evaluate_meshes": "metrics",
     "MeshMetrics": "metrics",

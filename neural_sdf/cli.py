@@ -47,8 +47,9 @@ def _add_config_args(
             group.add_argument(flag, dest=dest, type=kind, default=None, metavar=f.name.upper(), help=f"{help_text} (default: {f.default})")
 
 
-def _config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
-    """Build ``cls`` from the flags ``_add_config_args`` added (unset flags keep the defaults)."""
+def _config_from_args(cls: type, args: argparse.Namespace, base: Any = None, **overrides: Any) -> Any:
+    """Build ``cls`` from the flags ``_add_config_args`` added; unset flags keep ``base``'s values
+    (a preset) or the defaults."""
     values = {}
     for f in dataclasses.fields(cls):
         v = getattr(args, f"{cls.__name__}.{f.name}", None)
@@ -56,12 +57,16 @@ def _config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> 
             values[f.name] = v
     values.update(overrides)
     try:
-        return cls(**values)
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)
     except ValueError as exc:
         raise InputError(f"invalid option: {exc}") from exc
 
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quality", choices=["fast", "default", "high"], default="default",
+        help="preset trading time for detail (README: quality table); explicit flags override it (default: default)",
+    )
     _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "seed", "checkpoint_every", "step_impl"], title="training")
     _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network")
     _add_config_args(p, SamplingConfig, title="sampling")
@@ -76,16 +81,23 @@ def _add_extract_args(p: argparse.ArgumentParser) -> None:
     _add_config_args(p, ExtractConfig, title="extraction")
 
 
+def _preset(args: argparse.Namespace):  # -> tuple[FitOptions, ExtractConfig]
+    from .reconstruct import quality_preset
+
+    return quality_preset(getattr(args, "quality", None) or "default")
+
+
 def _fit_options(args: argparse.Namespace):  # -> FitOptions
     from .cleanup import ScanConfig
     from .reconstruct import FitOptions
 
+    base, _ = _preset(args)
     return FitOptions(
-        siren=_config_from_args(SirenConfig, args),
-        train=_config_from_args(TrainConfig, args),
-        sampling=_config_from_args(SamplingConfig, args),
-        weights=_config_from_args(LossWeights, args),
-        scan=_config_from_args(ScanConfig, args),
+        siren=_config_from_args(SirenConfig, args, base.siren),
+        train=_config_from_args(TrainConfig, args, base.train),
+        sampling=_config_from_args(SamplingConfig, args, base.sampling),
+        weights=_config_from_args(LossWeights, args, base.weights),
+        scan=_config_from_args(ScanConfig, args, base.scan),
     )
 
 
@@ -138,7 +150,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.model is not None:
         check_writable(args.model)
     options = _fit_options(args)
-    extract = _config_from_args(ExtractConfig, args)
+    extract = _config_from_args(ExtractConfig, args, _preset(args)[1])
     device = resolve_device(args.device)
     result = reconstruct(
         _one_or_many(args.input), options, extract, device=device, checkpoint=_checkpoint_path(args, args.output), progress=not args.quiet
@@ -282,7 +294,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             args.inputs,
             args.output,
             _fit_options(args),
-            _config_from_args(ExtractConfig, args),
+            _config_from_args(ExtractConfig, args, _preset(args)[1]),
             jobs=args.jobs,
             threads=args.threads,
             executor="ray" if args.ray is not None else "process",

@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from .io.pointcloud import PointSource
 from .nn import Siren
 from .train import fit, load_training_state, save_training_state
 
-__all__ = ["FitOptions", "fit_sdf", "extract_mesh", "reconstruct", "ReconstructResult", "SUPPORT_POINTS"]
+__all__ = ["FitOptions", "fit_sdf", "extract_mesh", "reconstruct", "ReconstructResult", "SUPPORT_POINTS", "quality_preset", "QUALITY_PRESETS"]
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +201,37 @@ def reconstruct(
     if mesh.is_empty:
         raise InputError(f"{source if isinstance(source, (str, Path)) else 'input'}: the fitted SDF has no zero crossing; no surface to extract")
     return ReconstructResult(mesh, model, t1 - t0, t2 - t1)
+
+
+QualityPreset = Literal["fast", "default", "high"]
+QUALITY_PRESETS: tuple[str, ...] = ("fast", "default", "high")
+
+
+def quality_preset(name: str) -> tuple[FitOptions, ExtractConfig]:
+    """Return the fit and extraction settings of a ``--quality`` preset.
+
+    ``default`` is exactly the configs' defaults; ``fast`` trades detail for time (a narrower
+    network, fewer steps, a coarser grid), ``high`` the reverse. The README's quality table gives
+    what each costs and gives on the benchmark shapes.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the presets).
+    """
+    if name not in QUALITY_PRESETS:
+        raise ValueError(f"quality must be one of {list(QUALITY_PRESETS)}, got {name!r}")
+    options, extract = FitOptions(), ExtractConfig()
+    if name == "fast":
+        options = dataclasses.replace(
+            options,
+            siren=dataclasses.replace(options.siren, hidden_dim=128),
+            train=dataclasses.replace(options.train, steps=max(options.train.steps // 2, 1)),
+        )
+        extract = dataclasses.replace(extract, resolution=192)
+    elif name == "high":
+        options = dataclasses.replace(
+            options,
+            train=dataclasses.replace(options.train, steps=options.train.steps * 3),
+            sampling=dataclasses.replace(options.sampling, batch_size=options.sampling.batch_size * 2),
+        )
+        extract = dataclasses.replace(extract, resolution=384)
+    return options, extract
