@@ -90,7 +90,6 @@ def render_views(items: Sequence[Mesh | PointCloud], options: RenderOptions = Re
         ``(H, W, 3)`` uint8 picture: the views tiled into a sheet of ``ceil(sqrt(views))`` columns,
         each ``options.width x options.height``.
     """
-    import open3d as o3d
     from open3d.visualization import rendering
 
     if not items:

@@ -129,7 +129,6 @@ class ViewerApp:
     # ------------------------------------------------------------------ view: widgets
     def _build_panel(self) -> None:
         gui, em = self.gui, self.em
-        s = self.settings
         margins = gui.Margins(int(0.5 * em), int(0.5 * em), int(0.5 * em), int(0.5 * em))
         self.panel = gui.ScrollableVert(int(0.25 * em), margins)
 
@@ -302,7 +301,7 @@ class ViewerApp:
             self.update(interp_t=min(1.0, s.interp_t + 0.05))
         elif k == K.T:
             self._toggle_active()
-        elif k in (K.EQUALS, K.KEYPAD_PLUS if hasattr(K, "KEYPAD_PLUS") else K.EQUALS):
+        elif k == K.EQUALS:
             self.update(point_size=min(15.0, s.point_size + 1))
         elif k == K.MINUS:
             self.update(point_size=max(1.0, s.point_size - 1))
@@ -449,6 +448,11 @@ class ViewerApp:
                 if s.show_normals:
                     self._add_glyphs(f"mnormals{i}", mesh.vertices + shift, data.vertex_normals(mesh), diag)
             cloud = it.cloud
+            if self.interp is not None and it.model is not None and it.model in (self.interp.a, self.interp.b):
+                # An in-between frame has no input points; the endpoints show their own.
+                key = self.interp.key(s.interp_t)
+                owner = {0: self.interp.a, self.interp.steps: self.interp.b}.get(key)
+                cloud = next((x.cloud for x in self.items if owner is not None and x.model is owner), None)
             if cloud is not None and (it.kind == "points" or s.show_overlay):
                 pts = cloud.points + shift
                 pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
