@@ -180,8 +180,9 @@ def test_batch_rerun_skips_finished_items(data: Path, process_run: tuple[subproc
 def test_batch_killed_midway_resumes(tmp_path: Path) -> None:
     _make_inputs(tmp_path / "in", corrupt=False, extra_sphere=True)
     out = tmp_path / "out"
-    # 200 steps: long enough (several seconds per item) that the kill lands mid-batch.
-    args = [str(tmp_path / "in"), "-o", str(out), "--jobs", "1"] + TINY_FLAGS + ["--steps", "200", "--checkpoint-every", "25"]
+    # 120 steps (about 2 s per item on an idle core): the kill, within 0.05 s of the first
+    # finished item, lands mid-batch.
+    args = [str(tmp_path / "in"), "-o", str(out), "--jobs", "1"] + TINY_FLAGS + ["--steps", "120", "--checkpoint-every", "20"]
     proc = subprocess.Popen(CLI + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
@@ -229,14 +230,14 @@ def test_batch_worker_death_is_retried(tmp_path: Path) -> None:
     _make_inputs(tmp_path / "in", corrupt=False)
     (tmp_path / "in" / "torus.xyz").unlink()
     out = tmp_path / "out"
-    args = [str(tmp_path / "in"), "-o", str(out), "--jobs", "1", "--retries", "1", "--no-checkpoint"] + TINY_FLAGS + ["--steps", "200"]
+    args = [str(tmp_path / "in"), "-o", str(out), "--jobs", "1", "--retries", "1", "--no-checkpoint"] + TINY_FLAGS
     proc = subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
         workers = [p for p in _children(proc.pid) if "resource_tracker" not in _cmdline(p)]
         if workers:
-            time.sleep(1.0)  # the item has been sent to it (it may still be importing torch)
+            time.sleep(0.5)  # the item has been sent to it (the worker is still importing torch or fitting)
             os.kill(workers[0], signal.SIGKILL)
             killed = workers[0]
         time.sleep(0.05)
