@@ -45,15 +45,20 @@ def test_render_sheet_has_the_requested_size_and_shows_the_object(tmp_path):
 def test_render_command_writes_requested_size(tmp_path):
     import imageio.v3 as iio
 
-    mesh_path = tmp_path / "ball.ply"
-    ns.save_mesh(_icosphere(), mesh_path)
+    # A point cloud: a single mesh view here can hit llvmpipe's scene-dependent slow case (an
+    # icosphere at 80x60 once took 400 s on this loaded 2-core machine; points take well under 1 s).
+    cloud_path = tmp_path / "ball.ply"
+    ns.save_points(_icosphere().sample(3000, seed=0), cloud_path)
     out = tmp_path / "ball.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "neural_sdf.cli", "render", str(mesh_path), "-o", str(out), "--size", "80x60", "--quiet"],
+        [sys.executable, "-m", "neural_sdf.cli", "render", str(cloud_path), "-o", str(out), "--size", "80x60", "--views", "4", "--quiet"],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert iio.imread(out).shape[:2] == (60, 80)
+    # Four views tile 2x2.
+    image = iio.imread(out)
+    assert image.shape[:2] == (120, 160)
+    assert (np.abs(image[..., :3].astype(int) - image[0, 0, :3].astype(int)).sum(axis=-1) > 30).mean() > 0.02
 
 
 def test_render_command_bad_input_is_one_line(tmp_path):
