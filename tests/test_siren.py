@@ -158,7 +158,7 @@ def test_baseline_activations(activation: str) -> None:
 def test_sine_layer_standalone() -> None:
     torch.manual_seed(0)
     layer = SineLayer(8, 4, w0=30.0, is_first=False)
-    assert float(layer.linear.weight.abs().max()) <= math.sqrt(6 / 8) / 30
+    assert float(layer.linear.weight.detach().abs().max()) <= math.sqrt(6 / 8) / 30
     assert layer(torch.rand(3, 8)).shape == (3, 4)
 
 
