@@ -102,7 +102,7 @@ def train_rate(hidden: int, layers: int, batch: int, reps: int, device: str) -> 
 def fit_model(shape: Path, steps: int, batch: int, device: str) -> SDFModel:
     options = FitOptions(
         siren=SirenConfig(),  # the paper's 256 x 3
-        train=TrainConfig(steps=steps, lr=1e-4, checkpoint_every=0),
+        train=TrainConfig(steps=steps, lr=3e-4, checkpoint_every=0),
         sampling=SamplingConfig(batch_size=batch),
     )
     return fit_sdf(shape, options, device=device, progress=True)
