@@ -165,7 +165,8 @@ def test_sparse_rejects_bad_lipschitz():
 @pytest.mark.skipif(sys.platform != "linux", reason="reads ru_maxrss in KiB (Linux)")
 def test_sparse_1024_memory_bounded():
     # Resolution 1024 (the dense volume alone would take 4.3 GB): a sphere, evaluated sparsely.
-    # Peak RSS growth measured ~0.25 GB (one slab of 33 planes of 1025^2 + the mesh); bound 1 GB.
+    # Measured: 6.07 M evaluations (177x fewer), 2.47 M faces, peak RSS growth 0.56 GB (two slabs of
+    # 33 planes of 1025^2 + the mesh); bound 1 GB.
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     grid = make_grid(np.full(3, -1.0), np.full(3, 1.0), 1024)
     result = sparse_marching_cubes(lambda x: x.norm(dim=-1, keepdim=True) - 0.5, grid, lipschitz=1.0)
