@@ -292,7 +292,7 @@ def sparse_marching_cubes(
     is forced outside (``border_value``).
 
     Memory is bounded by one slab of ``stride + 1`` grid planes (float32 values, boolean marks),
-    never the whole volume: a 1024^3 grid needs about 0.2 GB.
+    never the whole volume: at 1024^3 (a 4.3 GB dense volume) a sphere took 0.56 GB, mesh included.
 
     Args:
         fn: normalized SDF, ``(N, 3) -> (N, 1)``; called under ``torch.no_grad()``.
