@@ -97,7 +97,10 @@ def test_viewer_screenshot_shows_the_mesh(mesh_shot):
     assert 192 / 3 < rows.mean() < 2 * 192 / 3 and 256 / 3 < cols.mean() < 2 * 256 / 3
 
 
+@pytest.mark.slow
 def test_viewer_normals_change_the_picture(display, torus_mesh, mesh_shot, tmp_path):
+    # Marked slow: Open3D's "unlitLine" glyphs on Mesa's CPU Vulkan driver took 13-44 s in one
+    # run and over 7 minutes in the full-suite run of 2026-11-28 (the cause is not found yet).
     with_normals = screenshot(display, tmp_path, "normals", str(torus_mesh), "--show-normals")
     changed = np.abs(with_normals.astype(int) - mesh_shot.astype(int)).sum(axis=-1) > 30
     # Normal glyphs (green lines) change a visible share of pixels; identical pictures give 0.
