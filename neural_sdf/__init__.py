@@ -100,4 +100,4 @@ def __dir__() -> list[str]:
 # any ``from neural_sdf.reconstruct import ...`` does) would bind the *module* to
 # ``neural_sdf.reconstruct`` and hide the function from ``__getattr__``; binding the function
 # here, once, keeps ``neural_sdf.reconstruct(...)`` callable. It costs the torch import.
-from .reconstruct import reconstruct  # noqa: E402
+from .reconstruct import reconstruct  # noqa: E402, F401
