@@ -246,22 +246,9 @@ def load_renderable(path: Path, resolution: int = 192) -> list:
 
 
 def _is_model_file(path: Path) -> bool:
-    # The format tag sits in the safetensors JSON header, which can be longer than a fixed prefix.
-    import struct
+    from .io.checkpoint import read_format_tag
 
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            return False
-        (size,) = struct.unpack("<Q", head)
-        if not 2 <= size <= 100_000_000:
-            return False
-        try:
-            header = json.loads(fh.read(size))
-        except ValueError:
-            return False
-    fmt = header.get("__metadata__", {}).get("format", "") if isinstance(header, dict) else ""
-    return isinstance(fmt, str) and fmt.startswith("neural_sdf.model")
+    return (read_format_tag(path) or "").startswith("neural_sdf.model")
 
 
 def _cmd_render(args: argparse.Namespace) -> int:

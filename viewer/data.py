@@ -47,22 +47,9 @@ class Item:
 
 def is_model_file(path: Path) -> bool:
     """Whether ``path`` is a neural_sdf model file (recognized by its header, not its extension)."""
-    import json
-    import struct
+    from neural_sdf.io.checkpoint import read_format_tag
 
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            return False
-        (size,) = struct.unpack("<Q", head)
-        if not 2 <= size <= 100_000_000:
-            return False
-        try:
-            header = json.loads(fh.read(size))
-        except (UnicodeDecodeError, ValueError):
-            return False
-    fmt = header.get("__metadata__", {}).get("format", "") if isinstance(header, dict) else ""
-    return isinstance(fmt, str) and fmt.startswith("neural_sdf.model")
+    return (read_format_tag(path) or "").startswith("neural_sdf.model")
 
 
 def load_item(path: Path) -> Item:

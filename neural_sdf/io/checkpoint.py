@@ -14,7 +14,7 @@ from .._typing import PathLike
 from ..errors import InputError
 from ._atomic import atomic_write
 
-__all__ = ["save_model_file", "load_model_file", "MODEL_FORMAT"]
+__all__ = ["save_model_file", "load_model_file", "read_format_tag", "MODEL_FORMAT"]
 
 MODEL_FORMAT = "neural_sdf.model/1"
 
@@ -63,3 +63,26 @@ def load_model_file(path: PathLike, format: str = MODEL_FORMAT) -> tuple[dict[st
     except (KeyError, json.JSONDecodeError) as exc:
         raise InputError(f"{p}: model metadata is missing or corrupt") from exc
     return tensors, meta
+
+
+def read_format_tag(path: PathLike) -> str | None:
+    """Return the ``format`` tag of a safetensors file's header without loading its tensors.
+
+    Returns ``None`` for anything that is not a readable safetensors file with a tag, so callers
+    can recognize model files by content rather than by extension.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return None
+            (size,) = struct.unpack("<Q", head)
+            if not 2 <= size <= 100_000_000:
+                return None
+            header = json.loads(fh.read(size))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    fmt = header.get("__metadata__", {}).get("format") if isinstance(header, dict) else None
+    return fmt if isinstance(fmt, str) else None
