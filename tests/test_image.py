@@ -18,13 +18,7 @@ from neural_sdf.fields.image import image_targets, pixel_coords
 from neural_sdf.io.image import load_image, resize_max_side, sample_image, save_image
 from neural_sdf.nn import PositionalEncoding, Siren, nyquist_frequencies
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,7 @@ from neural_sdf.cli import main
 from neural_sdf.config import PDEConfig, SirenConfig, TrainConfig
 from neural_sdf.fields.pde import HelmholtzProblem, PoissonProblem, WaveProblem
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fd_second(fn, pts: np.ndarray, axis: int, h: float = 1e-3) -> np.ndarray:

@@ -16,12 +16,7 @@ from neural_sdf.io.video import load_video, save_video
 FRAMES, H, W = 8, 16, 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _moving_blob() -> np.ndarray:

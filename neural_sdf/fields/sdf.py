@@ -129,6 +129,21 @@ def cloud_to_tensors(
     return pts, nrm
 
 
+def _value_gradient_terms(
+    network: Siren, batch: SDFBatch, weights: LossWeights
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Evaluate ``f`` and ``grad f`` on a batch (with graph) and the terms every SDF loss shares."""
+    coords = batch.coords.detach().requires_grad_(True)
+    f = network(coords)
+    grad = gradient(f, coords, create_graph=True)
+    terms = {
+        "surface": sdf_surface_loss(f, batch.on_surface),
+        "off_surface": sdf_off_surface_loss(f, batch.off_surface, weights.alpha),
+        "eikonal": eikonal_loss(grad),
+    }
+    return coords, f, grad, terms
+
+
 def sdf_loss(
     network: Siren, batch: SDFBatch, weights: LossWeights
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -137,15 +152,8 @@ def sdf_loss(
     Returns:
         ``(loss, terms)``: the weighted scalar loss (with graph) and each unweighted term.
     """
-    coords = batch.coords.detach().requires_grad_(True)
-    f = network(coords)
-    grad = gradient(f, coords, create_graph=True)
-    terms = {
-        "surface": sdf_surface_loss(f, batch.on_surface),
-        "off_surface": sdf_off_surface_loss(f, batch.off_surface, weights.alpha),
-        "normal": normal_alignment_loss(grad, batch.normals, batch.on_surface),
-        "eikonal": eikonal_loss(grad),
-    }
+    coords, f, grad, terms = _value_gradient_terms(network, batch, weights)
+    terms["normal"] = normal_alignment_loss(grad, batch.normals, batch.on_surface)
     loss = (
         weights.surface * terms["surface"]
         + weights.off_surface * terms["off_surface"]
@@ -178,14 +186,7 @@ def sdf_loss_normal_free(
     Returns:
         ``(loss, terms)``: the weighted scalar loss (with graph) and each unweighted term.
     """
-    coords = batch.coords.detach().requires_grad_(True)
-    f = network(coords)
-    grad = gradient(f, coords, create_graph=True)
-    terms = {
-        "surface": sdf_surface_loss(f, batch.on_surface),
-        "off_surface": sdf_off_surface_loss(f, batch.off_surface, weights.alpha),
-        "eikonal": eikonal_loss(grad),
-    }
+    coords, f, grad, terms = _value_gradient_terms(network, batch, weights)
     loss = weights.surface * terms["surface"] + weights.off_surface * terms["off_surface"] + weights.eikonal * terms["eikonal"]
     if divergence_weight > 0:
         terms["divergence"] = divergence_loss(divergence(grad, coords, create_graph=True), batch.off_surface)
