@@ -12,7 +12,16 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, get_type_hints
 
-from .config import ExtractConfig, LossWeights, SamplingConfig, SirenConfig, TrainConfig
+from .config import (
+    ExtractConfig,
+    LossWeights,
+    SamplingConfig,
+    SirenConfig,
+    TrainConfig,
+    default_sdf_sampling,
+    default_sdf_siren,
+    default_sdf_train,
+)
 from .errors import InputError
 
 log = logging.getLogger("neural_sdf")
@@ -29,8 +38,12 @@ def _add_config_args(
     only: Optional[Sequence[str]] = None,
     skip: Sequence[str] = (),
     title: Optional[str] = None,
+    defaults: Any = None,
 ) -> None:
-    """Add one ``--[prefix-]field-name`` flag per dataclass field, with the field's help text."""
+    """Add one ``--[prefix-]field-name`` flag per dataclass field, with the field's help text.
+
+    ``defaults`` (an instance of ``cls``) supplies the defaults shown in the help, where a command's
+    defaults differ from the bare dataclass's (e.g. ``reconstruct``'s measured recipe)."""
     group = parser.add_argument_group(title or cls.__name__)
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -39,12 +52,13 @@ def _add_config_args(
         flag = "--" + (prefix + "-" if prefix else "") + f.name.replace("_", "-")
         dest = f"{cls.__name__}.{f.name}"
         help_text = f.metadata.get("help", "")
+        shown = getattr(defaults, f.name) if defaults is not None else f.default
         hint = hints[f.name]
         if hint is bool:
-            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=f"{help_text} (default: {f.default})")
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=f"{help_text} (default: {shown})")
         else:
             kind = hint if hint in (int, float, str) else str
-            group.add_argument(flag, dest=dest, type=kind, default=None, metavar=f.name.upper(), help=f"{help_text} (default: {f.default})")
+            group.add_argument(flag, dest=dest, type=kind, default=None, metavar=f.name.upper(), help=f"{help_text} (default: {shown})")
 
 
 def _config_from_args(cls: type, args: argparse.Namespace, base: Any = None, **overrides: Any) -> Any:
@@ -67,9 +81,9 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
         "--quality", choices=["fast", "default", "high"], default="default",
         help="preset trading time for detail (README: quality table); explicit flags override it (default: default)",
     )
-    _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "seed", "checkpoint_every", "step_impl"], title="training")
-    _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network")
-    _add_config_args(p, SamplingConfig, title="sampling")
+    _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "seed", "checkpoint_every", "step_impl"], title="training (defaults: --quality default)", defaults=default_sdf_train())
+    _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network", defaults=default_sdf_siren())
+    _add_config_args(p, SamplingConfig, title="sampling", defaults=default_sdf_sampling())
     _add_config_args(p, LossWeights, prefix="weight", title="loss weights")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--checkpoint", type=Path, default=None, help="resumable checkpoint file (default: OUTPUT.ckpt)")

@@ -21,6 +21,9 @@ __all__ = [
     "ShapeSpaceConfig",
     "config_to_dict",
     "config_from_dict",
+    "default_sdf_siren",
+    "default_sdf_train",
+    "default_sdf_sampling",
 ]
 
 T = TypeVar("T")
@@ -122,7 +125,7 @@ class TrainConfig:
 class ExtractConfig:
     """Meshing: grid evaluation, marching cubes and clean-up."""
 
-    resolution: int = _f(256, "grid points along the longest side of the padded bounding box")
+    resolution: int = _f(384, "grid points along the longest side of the padded bounding box")
     chunk_size: int = _f(65536, "grid points evaluated per network call (bounds memory)")
     padding: float = _f(0.05, "grid margin around the data's bounding box, as a fraction of its size")
     keep_fraction: float = _f(
@@ -155,6 +158,33 @@ class ExtractConfig:
             raise ValueError(f"padding must be in [0, 1], got {self.padding}")
         if not self.lipschitz > 0:
             raise ValueError(f"lipschitz must be > 0, got {self.lipschitz}")
+
+
+# ----------------------------------------------------------------------------- the reconstruction recipe
+def default_sdf_siren() -> SirenConfig:
+    """The reconstruction network: SIREN 3 -> 128 (4 sine layers) -> 1, first-layer ``w0`` 60.
+
+    Measured against the paper's 256 wide, ``w0`` 30 (README, "Choosing the defaults"): at equal
+    wall time on the 2-core CPU the 128-wide network reaches a higher normal consistency (and
+    256 wide diverges at the learning rate below); a first-layer ``w0`` of 60 resolves thin parts
+    better (scorpion: normal consistency +0.0016; 90 gave the same as 60). Hidden layers keep the
+    paper's ``w0`` 30 and initialization.
+    """
+    return SirenConfig(hidden_dim=128, w0_first=60.0)
+
+
+def default_sdf_train() -> TrainConfig:
+    """The reconstruction schedule: 450 Adam steps, lr 1e-3 with cosine decay to 5e-5.
+
+    The paper's constant 1e-4 needs thousands of steps; this schedule reaches Poisson-level
+    accuracy on 100k points in about 40 s here (README, "Choosing the defaults").
+    """
+    return TrainConfig(steps=450, lr=1e-3, lr_final_ratio=0.05)
+
+
+def default_sdf_sampling() -> SamplingConfig:
+    """Each step: 5,000 surface points and 2,500 uniform off-surface points."""
+    return SamplingConfig(batch_size=5000, off_surface_ratio=0.5)
 
 
 Activation = Literal["sine", "relu", "relu-pe", "tanh"]

@@ -74,24 +74,38 @@ def row(mesh: ns.Mesh, gt: ns.Mesh, seconds: float) -> dict:
     return {"chamfer_rel": m.chamfer_l1_rel, "nc": m.normal_consistency, "f1": m.fscore["1%"], "pieces": pieces(mesh), "seconds": seconds}
 
 
+def fit_options(args: argparse.Namespace, **fields) -> ns.FitOptions:
+    """``reconstruct``'s defaults, with the flags that were given (and no checkpoints)."""
+    o = ns.FitOptions(**fields)
+
+    def pick(cfg, **values):
+        return dataclasses.replace(cfg, **{k: v for k, v in values.items() if v is not None})
+
+    return dataclasses.replace(
+        o,
+        siren=pick(o.siren, hidden_dim=args.hidden_dim, num_hidden_layers=args.layers),
+        train=pick(o.train, steps=args.steps, checkpoint_every=0, seed=args.seed),
+        sampling=pick(o.sampling, batch_size=args.batch_size),
+    )
+
+
+def extract_config(args: argparse.Namespace) -> ns.ExtractConfig:
+    return ns.ExtractConfig() if args.resolution is None else ns.ExtractConfig(resolution=args.resolution)
+
+
 def run_shape(name: str, args: argparse.Namespace) -> list[dict]:
     gt = ns.load_mesh(SHAPES / f"{name}.obj")
     rows = []
     for condition in args.conditions:
         cloud = make_condition(gt, condition, args.points, args.seed)
         mode = "given" if condition == "oriented" else "auto"
-        options = ns.FitOptions(
-            siren=ns.SirenConfig(hidden_dim=args.hidden_dim, num_hidden_layers=args.layers),
-            train=ns.TrainConfig(steps=args.steps, checkpoint_every=0, seed=args.seed),
-            sampling=ns.SamplingConfig(batch_size=args.batch_size),
-            scan=ScanConfig(normals=mode),
-        )
+        options = fit_options(args, scan=ScanConfig(normals=mode))
         t0 = time.perf_counter()
         prepared = prepare_cloud(cloud, options.scan, seed=args.seed, progress=False)
         t_prep = time.perf_counter() - t0
         # The prepared cloud is fitted as is (its normals given, no second clean-up pass).
         again = dataclasses.replace(options, scan=ScanConfig(normals="given", denoise=False, dedupe=False))
-        result = ns.reconstruct(prepared.cloud, again, ns.ExtractConfig(resolution=args.resolution), progress=not args.quiet)
+        result = ns.reconstruct(prepared.cloud, again, extract_config(args), progress=not args.quiet)
         ours = row(result.mesh, gt, t_prep + result.fit_seconds + result.extract_seconds)
         t0 = time.perf_counter()
         ref = row(poisson(prepared.cloud), gt, time.perf_counter() - t0)
@@ -104,13 +118,9 @@ def run_shape(name: str, args: argparse.Namespace) -> list[dict]:
 
 
 def run_gargoyle(args: argparse.Namespace) -> dict:
-    options = ns.FitOptions(
-        siren=ns.SirenConfig(hidden_dim=args.hidden_dim, num_hidden_layers=args.layers),
-        train=ns.TrainConfig(steps=args.steps, checkpoint_every=0, seed=args.seed),
-        sampling=ns.SamplingConfig(batch_size=args.batch_size),
-    )
+    options = fit_options(args)
     t0 = time.perf_counter()
-    result = ns.reconstruct(SHAPES / "gargoyle_scan.ply", options, ns.ExtractConfig(resolution=args.resolution), progress=not args.quiet)
+    result = ns.reconstruct(SHAPES / "gargoyle_scan.ply", options, extract_config(args), progress=not args.quiet)
     seconds = time.perf_counter() - t0
     ns.save_mesh(result.mesh, args.out / "gargoyle.ply")
     from neural_sdf.render import RenderOptions, render_views, save_png
@@ -132,9 +142,11 @@ def run_memory(args: argparse.Namespace) -> dict:
     del p
     cmd = [
         sys.executable, "-m", "neural_sdf.cli", "reconstruct", str(path), "-o", str(args.out / "big.ply"),
-        "--steps", str(args.steps), "--hidden-dim", str(args.hidden_dim), "--num-hidden-layers", str(args.layers),
-        "--resolution", str(args.resolution), "--no-checkpoint",
+        "--no-checkpoint",
     ]
+    for flag, value in (("--steps", args.steps), ("--hidden-dim", args.hidden_dim), ("--num-hidden-layers", args.layers), ("--resolution", args.resolution)):
+        if value is not None:
+            cmd += [flag, str(value)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -148,11 +160,11 @@ def main() -> None:
     ap.add_argument("--shapes", nargs="*", default=["spot", "armadillo", "fandisk", "rocker_arm", "fertility", "scorpion"])
     ap.add_argument("--conditions", nargs="*", default=list(CONDITIONS), choices=CONDITIONS)
     ap.add_argument("--points", type=int, default=100_000)
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--hidden-dim", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=3)
-    ap.add_argument("--resolution", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--steps", type=int, default=None, help="default: reconstruct's (FitOptions)")
+    ap.add_argument("--hidden-dim", type=int, default=None, help="default: reconstruct's")
+    ap.add_argument("--layers", type=int, default=None, help="default: reconstruct's")
+    ap.add_argument("--resolution", type=int, default=None, help="default: reconstruct's (ExtractConfig)")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: reconstruct's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gargoyle", action="store_true", help="also reconstruct and render the gargoyle scan")
     ap.add_argument("--memory", type=int, default=0, help="measure the peak RSS of the CLI on this many points")

@@ -34,7 +34,7 @@ def test_default_meshing_resolution_is_modest() -> None:
     e = ExtractConfig()
     volume_bytes = 4 * e.resolution**3
     assert e.resolution <= 512
-    assert volume_bytes < 1 << 30  # < 1 GiB (256^3: 64 MiB)
+    assert volume_bytes < 1 << 30  # < 1 GiB (384^3: 216 MiB)
     assert e.chunk_size <= 1 << 20
     with pytest.raises(ValueError):
         ExtractConfig(resolution=5000)
@@ -112,3 +112,16 @@ def test_config_to_dict_rejects_non_dataclass() -> None:
         config_to_dict({"a": 1})
     with pytest.raises(TypeError):
         config_to_dict(SirenConfig)
+
+
+def test_quality_presets_trade_time_for_detail() -> None:
+    from neural_sdf.reconstruct import FitOptions, quality_preset
+
+    fast, default, high = (quality_preset(n) for n in ("fast", "default", "high"))
+    assert default == (FitOptions(), ExtractConfig())
+    assert fast[0].train.steps < default[0].train.steps < high[0].train.steps
+    assert fast[1].resolution < default[1].resolution < high[1].resolution
+    # The reconstruction recipe keeps the paper's loss weights (issue 2) and hidden-layer w0.
+    assert default[0].siren.w0 == SirenConfig().w0 and default[0].weights == LossWeights()
+    with pytest.raises(ValueError, match="fast"):
+        quality_preset("ultra")
