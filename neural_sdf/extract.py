@@ -331,6 +331,18 @@ def sparse_marching_cubes(
     return SparseExtraction(mesh, state.num_evaluations, num_cells)
 
 
+def _unique_rows(rows: np.ndarray) -> np.ndarray:
+    """``np.unique(rows, axis=0)`` for ``(K, 3)`` integer cell indices (same sorted result), via one
+    int64 key per row: a 1D sort instead of ``axis=0``'s lexicographic one (several times faster)."""
+    if len(rows) < 2:
+        return rows
+    lo = rows.min(0)
+    span = rows.max(0) - lo + 1
+    key = ((rows[:, 0] - lo[0]) * span[1] + (rows[:, 1] - lo[1])) * span[2] + (rows[:, 2] - lo[2])
+    _, first = np.unique(key, return_index=True)
+    return rows[first]
+
+
 class _Slab(NamedTuple):
     """One slab of ``stride`` grid cells along x: values and marks of its ``stride + 1`` planes."""
 
@@ -483,7 +495,7 @@ class _SparseState:
                         r[a] = np.array([layer])
                         new.append(np.stack(np.meshgrid(*r, indexing="ij"), -1).reshape(-1, 3))
         if new:
-            cells = np.unique(np.concatenate(new), axis=0) - slab.offset
+            cells = _unique_rows(np.concatenate(new)) - slab.offset
             cells = cells[~slab.cellmask[tuple(cells.T)]]
             self._fill(slab, cells, 1)
             slab.cellmask[tuple(cells.T)] = True
@@ -526,7 +538,7 @@ class _SparseState:
                         new.append(nb)
             if not new:
                 break
-            nb = np.unique(np.concatenate(new), axis=0)
+            nb = _unique_rows(np.concatenate(new))
             g = nb + slab.offset
             nb = nb[np.all((g >= 0) & (g <= self.last_cell), axis=1)]
             inside = (nb[:, 0] >= 0) & (nb[:, 0] < s0)

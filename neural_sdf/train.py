@@ -45,7 +45,11 @@ class TrainResult:
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate at ``step``: cosine decay from ``lr`` to ``lr * lr_final_ratio``."""
+    """Learning rate at ``step``: a linear warm-up over ``warmup_steps`` (from ``lr / warmup_steps``),
+    then cosine decay from ``lr`` to ``lr * lr_final_ratio`` over all steps."""
+    warm = config.warmup_steps
+    if step < warm:
+        return config.lr * (step + 1) / warm
     if config.lr_final_ratio >= 1.0:
         return config.lr
     t = min(step / max(config.steps - 1, 1), 1.0)

@@ -70,6 +70,7 @@ def main() -> None:
         "steps": o.train.steps, "batch": o.sampling.batch_size, "lr": o.train.lr,
         "lr_final_ratio": o.train.lr_final_ratio, "off": o.sampling.off_surface_ratio,
         "near": o.sampling.near_surface_ratio, "fit_s": round(result.fit_seconds, 1), "total_s": round(total, 1),
+        "surface_residual": result.model.info.get("surface_residual"),
     }
     a.log.parent.mkdir(parents=True, exist_ok=True)
 

@@ -6,6 +6,7 @@ Inputs are made here: small oriented clouds of a sphere (.ply) and a torus (.xyz
 compute on an idle core; most of the time of these tests is process start-up (torch import).
 """
 
+import dataclasses
 import csv
 import json
 import os
@@ -35,13 +36,16 @@ CLI = ([str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "neural_sd
 TINY_FLAGS = [
     "--steps", "60", "--lr", "1e-3", "--hidden-dim", "32", "--num-hidden-layers", "1",
     "--batch-size", "500", "--resolution", "24", "--checkpoint-every", "20", "--quiet",
+    "--lr-final-ratio", "1", "--off-surface-ratio", "1",
 ]
 """Settings under which the sphere and torus clouds below still give closed meshes of the right
 size (measured: sphere extent 2.09 for a true 2.0, torus 2.86 x 2.84 x 0.99 for 2.8 x 2.8 x 0.8)."""
-TINY_OPTIONS = FitOptions(
-    siren=SirenConfig(hidden_dim=32, num_hidden_layers=1),
-    train=TrainConfig(steps=60, lr=1e-3, checkpoint_every=20),
-    sampling=SamplingConfig(batch_size=500),
+# The same settings as TINY_FLAGS: the CLI starts from reconstruct's defaults (FitOptions()).
+TINY_OPTIONS = dataclasses.replace(
+    FitOptions(),
+    siren=dataclasses.replace(FitOptions().siren, hidden_dim=32, num_hidden_layers=1),
+    train=dataclasses.replace(FitOptions().train, steps=60, lr=1e-3, lr_final_ratio=1.0, checkpoint_every=20),
+    sampling=dataclasses.replace(FitOptions().sampling, batch_size=500, off_surface_ratio=1.0),
 )
 TINY_EXTRACT = ExtractConfig(resolution=24)
 

@@ -125,3 +125,17 @@ def test_quality_presets_trade_time_for_detail() -> None:
     assert default[0].siren.w0 == SirenConfig().w0 and default[0].weights == LossWeights()
     with pytest.raises(ValueError, match="fast"):
         quality_preset("ultra")
+
+
+def test_learning_rate_schedule_warms_up_then_decays() -> None:
+    from neural_sdf.train import lr_at
+
+    cfg = TrainConfig(steps=100, lr=1e-3, lr_final_ratio=0.05, warmup_steps=10)
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:10]))  # rising during the warm-up
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # then non-increasing
+    assert lrs[-1] == pytest.approx(5e-5)
+    assert lr_at(50, TrainConfig(steps=100, lr=1e-3)) == 1e-3  # constant without a schedule
+    with pytest.raises(ValueError):
+        TrainConfig(steps=10, warmup_steps=10)
