@@ -100,7 +100,9 @@ class TrainConfig:
     steps: int = _f(2000, "optimizer steps")
     lr: float = _f(1e-4, "Adam learning rate (paper: 1e-4)")
     lr_final_ratio: float = _f(1.0, "final / initial learning rate of a cosine schedule (1: constant)")
-    warmup_steps: int = _f(0, "steps of a linear learning-rate warm-up before the schedule (0: none)")
+    warmup_steps: int = _f(
+        0, "steps of a linear learning-rate warm-up before the schedule, capped at a tenth of the steps (0: none)"
+    )
     seed: int = _f(0, "seed of the initialization and of every batch")
     checkpoint_every: int = _f(500, "steps between resumable checkpoints (0: never)")
     log_every: int = _f(10, "steps between progress updates")
@@ -120,8 +122,8 @@ class TrainConfig:
             raise ValueError(f"lr_final_ratio must be in (0, 1], got {self.lr_final_ratio}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        if not 0 <= self.warmup_steps < self.steps:
-            raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 @dataclass(frozen=True)

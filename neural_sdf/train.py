@@ -45,9 +45,9 @@ class TrainResult:
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate at ``step``: a linear warm-up over ``warmup_steps`` (from ``lr / warmup_steps``),
-    then cosine decay from ``lr`` to ``lr * lr_final_ratio`` over all steps."""
-    warm = config.warmup_steps
+    """Learning rate at ``step``: a linear warm-up over ``warmup_steps`` (capped at a tenth of the
+    steps; from ``lr / warm``), then cosine decay from ``lr`` to ``lr * lr_final_ratio`` over all steps."""
+    warm = min(config.warmup_steps, config.steps // 10)
     if step < warm:
         return config.lr * (step + 1) / warm
     if config.lr_final_ratio >= 1.0:

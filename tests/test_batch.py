@@ -36,7 +36,7 @@ CLI = ([str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "neural_sd
 TINY_FLAGS = [
     "--steps", "60", "--lr", "1e-3", "--hidden-dim", "32", "--num-hidden-layers", "1",
     "--batch-size", "500", "--resolution", "24", "--checkpoint-every", "20", "--quiet",
-    "--lr-final-ratio", "1", "--off-surface-ratio", "1",
+    "--lr-final-ratio", "1", "--warmup-steps", "0", "--off-surface-ratio", "1",
 ]
 """Settings under which the sphere and torus clouds below still give closed meshes of the right
 size (measured: sphere extent 2.09 for a true 2.0, torus 2.86 x 2.84 x 0.99 for 2.8 x 2.8 x 0.8)."""
@@ -44,7 +44,7 @@ size (measured: sphere extent 2.09 for a true 2.0, torus 2.86 x 2.84 x 0.99 for 
 TINY_OPTIONS = dataclasses.replace(
     FitOptions(),
     siren=dataclasses.replace(FitOptions().siren, hidden_dim=32, num_hidden_layers=1),
-    train=dataclasses.replace(FitOptions().train, steps=60, lr=1e-3, lr_final_ratio=1.0, checkpoint_every=20),
+    train=dataclasses.replace(FitOptions().train, steps=60, lr=1e-3, lr_final_ratio=1.0, warmup_steps=0, checkpoint_every=20),
     sampling=dataclasses.replace(FitOptions().sampling, batch_size=500, off_surface_ratio=1.0),
 )
 TINY_EXTRACT = ExtractConfig(resolution=24)

@@ -137,5 +137,9 @@ def test_learning_rate_schedule_warms_up_then_decays() -> None:
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # then non-increasing
     assert lrs[-1] == pytest.approx(5e-5)
     assert lr_at(50, TrainConfig(steps=100, lr=1e-3)) == 1e-3  # constant without a schedule
+    # The warm-up is capped at a tenth of the steps, so a short run (e.g. --steps 20 with the
+    # default 45-step warm-up) still works and reaches the full rate.
+    short = TrainConfig(steps=20, lr=1e-3, warmup_steps=45)
+    assert lr_at(0, short) == pytest.approx(5e-4) and lr_at(2, short) == 1e-3
     with pytest.raises(ValueError):
-        TrainConfig(steps=10, warmup_steps=10)
+        TrainConfig(steps=10, warmup_steps=-1)
