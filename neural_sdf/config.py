@@ -21,6 +21,7 @@ __all__ = [
     "ShapeSpaceConfig",
     "config_to_dict",
     "config_from_dict",
+    "replace_given",
     "default_sdf_siren",
     "default_sdf_train",
     "default_sdf_sampling",
@@ -163,6 +164,11 @@ class ExtractConfig:
             raise ValueError(f"padding must be in [0, 1], got {self.padding}")
         if not self.lipschitz > 0:
             raise ValueError(f"lipschitz must be > 0, got {self.lipschitz}")
+
+
+def replace_given(config: T, **values: Any) -> T:
+    """``dataclasses.replace(config, ...)`` with only the values that are not None (flags left unset)."""
+    return dataclasses.replace(config, **{k: v for k, v in values.items() if v is not None})
 
 
 # ----------------------------------------------------------------------------- the reconstruction recipe

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import neural_sdf as ns
+from neural_sdf.config import replace_given
 from neural_sdf.extract import connected_components
 from neural_sdf.sampling import sample_mesh_surface
 
@@ -48,19 +49,16 @@ def main() -> None:
     gt = ns.load_mesh(SHAPES_DIR / f"{a.shape}.obj")
     cloud = sample_mesh_surface(gt, a.points, seed=0)
 
-    def pick(obj, **values):
-        return dc.replace(obj, **{k: v for k, v in values.items() if v is not None})
-
     o = ns.FitOptions()
     o = dc.replace(
         o,
-        siren=pick(o.siren, hidden_dim=a.hidden_dim, num_hidden_layers=a.num_hidden_layers, w0_first=a.w0_first),
-        weights=pick(o.weights, normal=a.weight_normal, surface=a.weight_surface),
-        train=pick(o.train, steps=a.steps, lr=a.lr, lr_final_ratio=a.lr_final_ratio, checkpoint_every=0),
-        sampling=pick(o.sampling, batch_size=a.batch_size, off_surface_ratio=a.off_surface_ratio,
+        siren=replace_given(o.siren, hidden_dim=a.hidden_dim, num_hidden_layers=a.num_hidden_layers, w0_first=a.w0_first),
+        weights=replace_given(o.weights, normal=a.weight_normal, surface=a.weight_surface),
+        train=replace_given(o.train, steps=a.steps, lr=a.lr, lr_final_ratio=a.lr_final_ratio, checkpoint_every=0),
+        sampling=replace_given(o.sampling, batch_size=a.batch_size, off_surface_ratio=a.off_surface_ratio,
                       near_surface_ratio=a.near_surface_ratio),
     )
-    e = pick(ns.ExtractConfig(), resolution=a.resolution)
+    e = replace_given(ns.ExtractConfig(), resolution=a.resolution)
     t0 = time.perf_counter()
     result = ns.reconstruct(cloud, o, e, progress=False)
     total = time.perf_counter() - t0

@@ -27,6 +27,7 @@ import numpy as np
 
 import neural_sdf as ns
 from neural_sdf.cleanup import ScanConfig, prepare_cloud
+from neural_sdf.config import replace_given
 from neural_sdf.extract import connected_components
 
 SHAPES = Path(__file__).resolve().parents[2] / "shared" / "data" / "shapes"
@@ -77,15 +78,11 @@ def row(mesh: ns.Mesh, gt: ns.Mesh, seconds: float) -> dict:
 def fit_options(args: argparse.Namespace, **fields) -> ns.FitOptions:
     """``reconstruct``'s defaults, with the flags that were given (and no checkpoints)."""
     o = ns.FitOptions(**fields)
-
-    def pick(cfg, **values):
-        return dataclasses.replace(cfg, **{k: v for k, v in values.items() if v is not None})
-
     return dataclasses.replace(
         o,
-        siren=pick(o.siren, hidden_dim=args.hidden_dim, num_hidden_layers=args.layers),
-        train=pick(o.train, steps=args.steps, checkpoint_every=0, seed=args.seed),
-        sampling=pick(o.sampling, batch_size=args.batch_size),
+        siren=replace_given(o.siren, hidden_dim=args.hidden_dim, num_hidden_layers=args.layers),
+        train=replace_given(o.train, steps=args.steps, checkpoint_every=0, seed=args.seed),
+        sampling=replace_given(o.sampling, batch_size=args.batch_size),
     )
 
 

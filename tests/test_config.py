@@ -143,3 +143,10 @@ def test_learning_rate_schedule_warms_up_then_decays() -> None:
     assert lr_at(0, short) == pytest.approx(5e-4) and lr_at(2, short) == 1e-3
     with pytest.raises(ValueError):
         TrainConfig(steps=10, warmup_steps=-1)
+
+
+def test_replace_given_keeps_fields_left_unset() -> None:
+    from neural_sdf.config import replace_given
+
+    cfg = replace_given(TrainConfig(steps=10, lr=1e-3), steps=20, lr=None)
+    assert (cfg.steps, cfg.lr) == (20, 1e-3)
