@@ -139,7 +139,9 @@ class ExtractConfig:
         "a connected piece is kept when at least this fraction of its vertices lies near the input",
     )
     keep_distance: float = _f(
-        2.0, "'near the input' means within this many grid cells of an input point"
+        2.0,
+        "'near the input' means within this many grid cells of an input point, or within this many "
+        "typical point spacings (median nearest-neighbour distance), whichever is larger",
     )
     keep_all_components: bool = _f(False, "keep every connected piece (no clean-up)")
     dense: bool = _f(

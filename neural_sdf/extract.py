@@ -167,6 +167,27 @@ def remove_stray_components(mesh: Mesh, points: np.ndarray, max_distance: float,
     return _submesh(mesh, keep[labels])
 
 
+def point_spacing(points: np.ndarray, max_points: int = 20_000, seed: int = 0) -> float:
+    """Typical distance between neighbouring input points: the median nearest-neighbour distance.
+
+    Args:
+        points: ``(N, 3)`` points, any units (N >= 2).
+        max_points: at most this many randomly chosen points are queried (the tree holds all).
+        seed: seed of that choice.
+
+    Returns:
+        The median distance, in the points' units (0.0 when every point is duplicated).
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64)
+    query = points
+    if len(points) > max_points:
+        query = points[np.random.default_rng(seed).choice(len(points), max_points, replace=False)]
+    dist, _ = cKDTree(points).query(query, k=2, workers=-1)
+    return float(np.median(dist[:, 1]))
+
+
 def _fast_sdf(fn: SDFFunction) -> SDFFunction:
     """Use the folded-``w0`` inference forward for plain sine SIRENs (same function, faster)."""
     from .nn.fused import make_fast_forward, supports_fused
@@ -222,8 +243,11 @@ def extract_mesh(
         return mesh
     mesh = Mesh(normalization.to_world(mesh.vertices), mesh.faces)
     if support_points is not None and not config.keep_all_components:
+        # "Near" scales with the grid and with the cloud's density: at a fine grid a sparse cloud's
+        # points lie several cells apart, and a cells-only rule would call its true surface stray.
         cell_world = grid.spacing / normalization.scale
-        mesh = remove_stray_components(mesh, support_points, config.keep_distance * cell_world, config.keep_fraction)
+        near = config.keep_distance * max(cell_world, point_spacing(support_points))
+        mesh = remove_stray_components(mesh, support_points, near, config.keep_fraction)
     return mesh
 
 

@@ -154,3 +154,32 @@ def test_stray_pieces_removed_but_separate_parts_kept(icosphere: Mesh) -> None:
     assert len(kept.faces) == len(mesh.faces) // 2 and kept.vertices[:, 0].max() < 0.5
     both = remove_stray_components(mesh, mesh.vertices, max_distance=0.02, keep_fraction=0.5)
     assert len(both.faces) == len(mesh.faces)  # a shape of several parts keeps every part
+
+
+def test_sparse_cloud_keeps_its_surface_and_drops_a_phantom() -> None:
+    # A sparse cloud at a fine grid: 300 points on a sphere of radius 0.5 lie ~0.05 apart, about 5
+    # cells of a 96 grid, so most mesh vertices are more than 2 cells from any point. "Near" must
+    # grow with the point spacing, or the true surface is called stray (the sample torus, 10k
+    # points at grid 384, hit this: every piece failed the test, so none was removed).
+    big = analytic_sphere_sdf(0.5, (-0.3, 0.0, 0.0))
+    phantom = analytic_sphere_sdf(0.1, (0.6, 0.0, 0.0))
+
+    def union(x: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(big(x), phantom(x))
+
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(300, 3))
+    support = np.array([-0.3, 0.0, 0.0]) + 0.5 * d / np.linalg.norm(d, axis=1, keepdims=True)
+    norm = Normalization((0.0, 0.0, 0.0), 1.0)
+    mesh = extract_mesh(union, norm, np.array([[-0.8, -0.5, -0.5], [0.7, 0.5, 0.5]]), ExtractConfig(resolution=96),
+                        support_points=support)
+    r = np.linalg.norm(mesh.vertices - [-0.3, 0.0, 0.0], axis=1)
+    assert len(mesh.vertices) > 1000 and np.abs(r - 0.5).max() < 0.01  # only the supported sphere is left
+
+
+def test_point_spacing_of_a_regular_grid() -> None:
+    from neural_sdf.extract import point_spacing
+
+    g = np.stack(np.meshgrid(*[np.arange(10) * 0.25] * 3, indexing="ij"), -1).reshape(-1, 3)
+    assert point_spacing(g) == pytest.approx(0.25)
+    assert point_spacing(g, max_points=100) == pytest.approx(0.25)
