@@ -27,7 +27,10 @@ SHAPES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "s
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shape", default="armadillo")
+    p.add_argument("--shape", default="armadillo",
+                   help="a mesh of ../shared/data/shapes/ by name, or the path of any mesh file (ground truth)")
+    p.add_argument("--input", type=Path, default=None,
+                   help="fit this cloud instead of sampling the ground truth (e.g. data/torus.ply)")
     p.add_argument("--points", type=int, default=100_000)
     p.add_argument("--hidden-dim", type=int, default=None)
     p.add_argument("--num-hidden-layers", type=int, default=None)
@@ -38,23 +41,29 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--lr-final-ratio", type=float, default=None)
+    p.add_argument("--warmup-steps", type=int, default=None)
+    p.add_argument("--w0", type=float, default=None, help="hidden layers' w0")
+    p.add_argument("--seed", type=int, default=None, help="training seed (the cloud is always sampled with seed 0)")
     p.add_argument("--off-surface-ratio", type=float, default=None)
     p.add_argument("--near-surface-ratio", type=float, default=None)
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--extra-resolutions", type=int, nargs="*", default=[])
     p.add_argument("--log", type=Path, default=Path("out/recipe.jsonl"))
     a = p.parse_args()
-    if not SHAPES_DIR.is_dir():
-        raise SystemExit(f"{SHAPES_DIR}: shapes folder not found")
-    gt = ns.load_mesh(SHAPES_DIR / f"{a.shape}.obj")
-    cloud = sample_mesh_surface(gt, a.points, seed=0)
+    gt_path = Path(a.shape) if Path(a.shape).suffix else SHAPES_DIR / f"{a.shape}.obj"
+    if not gt_path.is_file():
+        raise SystemExit(f"{gt_path}: ground-truth mesh not found")
+    gt = ns.load_mesh(gt_path)
+    cloud = ns.load_points(a.input) if a.input else sample_mesh_surface(gt, a.points, seed=0)
 
     o = ns.FitOptions()
     o = dc.replace(
         o,
-        siren=replace_given(o.siren, hidden_dim=a.hidden_dim, num_hidden_layers=a.num_hidden_layers, w0_first=a.w0_first),
+        siren=replace_given(o.siren, hidden_dim=a.hidden_dim, num_hidden_layers=a.num_hidden_layers, w0_first=a.w0_first,
+                             w0=a.w0),
         weights=replace_given(o.weights, normal=a.weight_normal, surface=a.weight_surface),
-        train=replace_given(o.train, steps=a.steps, lr=a.lr, lr_final_ratio=a.lr_final_ratio, checkpoint_every=0),
+        train=replace_given(o.train, steps=a.steps, lr=a.lr, lr_final_ratio=a.lr_final_ratio,
+                            warmup_steps=a.warmup_steps, seed=a.seed, checkpoint_every=0),
         sampling=replace_given(o.sampling, batch_size=a.batch_size, off_surface_ratio=a.off_surface_ratio,
                       near_surface_ratio=a.near_surface_ratio),
     )
@@ -63,7 +72,9 @@ def main() -> None:
     result = ns.reconstruct(cloud, o, e, progress=False)
     total = time.perf_counter() - t0
     settings = {
-        "shape": a.shape, "hidden_dim": o.siren.hidden_dim, "layers": o.siren.num_hidden_layers, "w0_first": o.siren.w0_first,
+        "shape": gt_path.stem, "input": str(a.input) if a.input else f"{a.points} samples",
+        "hidden_dim": o.siren.hidden_dim, "layers": o.siren.num_hidden_layers, "w0_first": o.siren.w0_first,
+        "w0": o.siren.w0, "warmup": o.train.warmup_steps, "seed": o.train.seed,
         "weight_normal": o.weights.normal, "weight_surface": o.weights.surface,
         "steps": o.train.steps, "batch": o.sampling.batch_size, "lr": o.train.lr,
         "lr_final_ratio": o.train.lr_final_ratio, "off": o.sampling.off_surface_ratio,
