@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _shared import SHAPES_DIR as SHAPES
 
 from neural_sdf import ExtractConfig, FitOptions, LossWeights, SamplingConfig, SirenConfig, TrainConfig
 from neural_sdf.extract import evaluate_grid, extraction_grid, marching_cubes, sparse_marching_cubes
@@ -40,8 +41,6 @@ from neural_sdf.fields.sdf import SDFModel, make_sdf_step
 from neural_sdf.nn import Siren
 from neural_sdf.nn.fused import make_fast_forward
 from neural_sdf.reconstruct import fit_sdf
-
-SHAPES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "shapes"
 
 
 def _sync(device: str) -> None:

@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _shared import SHAPES_DIR as SHAPES
 
 import neural_sdf as ns
 from neural_sdf.batch import reconstruct_batch
-
-SHAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "shapes"
 
 
 def make_inputs(folder: Path, count: int) -> list[Path]:

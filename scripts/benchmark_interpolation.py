@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _shared import SHAPES_DIR as DEFAULT_DATA
 
 from neural_sdf import (
     ExtractConfig,
@@ -43,8 +44,6 @@ from neural_sdf.fields.shape_space import SpaceOptions, fit_latent, fit_shape_sp
 from neural_sdf.interpolate import interpolate_meshes, interpolated_normalization
 
 log = logging.getLogger("benchmark_interpolation")
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "shapes"
 
 
 def _closed(mesh) -> bool:

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _shared import SHAPES_DIR
 
 import neural_sdf as ns
 from neural_sdf.extract import connected_components
 from neural_sdf.sampling import sample_mesh_surface
 
-SHAPES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "shapes"
 MESHES = ["spot", "armadillo", "fandisk", "rocker_arm", "fertility", "scorpion"]
 
 

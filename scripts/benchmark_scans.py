@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _shared import SHAPES_DIR as SHAPES
 
 import neural_sdf as ns
 from neural_sdf.cleanup import ScanConfig, prepare_cloud
 from neural_sdf.config import replace_given
 from neural_sdf.extract import connected_components
 
-SHAPES = Path(__file__).resolve().parents[2] / "shared" / "data" / "shapes"
 CONDITIONS = ("oriented", "unoriented", "noisy", "outliers")
 log = logging.getLogger("benchmark_scans")
 

@@ -20,12 +20,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from _shared import VIDEO_DIR
 
 import neural_sdf as ns
 from neural_sdf.fields.video import frame_times, render_frames
 from neural_sdf.io.video import VideoClip
 
-CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "bikes.mp4"
+CLIP = VIDEO_DIR / "bikes.mp4"
 
 
 def main() -> None:

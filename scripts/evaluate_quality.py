@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+from _shared import SHAPES_DIR
 
 import neural_sdf as ns
-
-SHAPES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "shapes"
 
 
 def main() -> None:

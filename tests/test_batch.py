@@ -6,8 +6,8 @@ Inputs are made here: small oriented clouds of a sphere (.ply) and a torus (.xyz
 compute on an idle core; most of the time of these tests is process start-up (torch import).
 """
 
-import dataclasses
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -23,7 +23,7 @@ import trimesh
 
 from neural_sdf.batch import BatchItem, apply_overrides, expand_inputs, reconstruct_batch, settings_hash
 from neural_sdf.cli import main
-from neural_sdf.config import ExtractConfig, SamplingConfig, SirenConfig, TrainConfig
+from neural_sdf.config import ExtractConfig
 from neural_sdf.errors import InputError
 from neural_sdf.geometry import Mesh
 from neural_sdf.io import save_mesh, save_points
