@@ -66,10 +66,11 @@ def _to_o3d(item: Any, normals_colour: bool) -> Any:
     if isinstance(item, Mesh):
         m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(item.vertices), o3d.utility.Vector3iVector(item.faces.astype(np.int32)))
         m.compute_vertex_normals()
-        if normals_colour:
-            m.vertex_colors = o3d.utility.Vector3dVector((np.asarray(m.vertex_normals) + 1) / 2)
-        else:
+        if not normals_colour:
             m.paint_uniform_color([0.72, 0.74, 0.80])
+        # Normal colours of a mesh come from Open3D's "normals" shader (RGB = (n + 1) / 2), not
+        # from vertex colours: interpolated vertex colours on large triangles are llvmpipe's slow
+        # case (the test's icosphere sheet took 205 s that way; the viewer measured the same).
         return m
     if isinstance(item, PointCloud):
         p = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(item.points))
@@ -103,7 +104,7 @@ def render_views(items: Sequence[Mesh | PointCloud], options: RenderOptions = Re
         geom = _to_o3d(item, options.normals)
         mat = rendering.MaterialRecord()
         if isinstance(item, Mesh):
-            mat.shader = "defaultUnlit" if options.normals else "defaultLit"
+            mat.shader = "normals" if options.normals else "defaultLit"
         else:
             mat.shader = "defaultUnlit"
             mat.point_size = options.point_size

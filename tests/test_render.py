@@ -1,5 +1,6 @@
 """Offscreen rendering (``neural_sdf.render`` and ``neural-sdf render``): real Open3D renders, no window."""
 
+import math
 import subprocess
 import sys
 
@@ -40,6 +41,11 @@ def test_render_sheet_has_the_requested_size_and_shows_the_object(tmp_path):
         fg = np.abs(tile.astype(int) - tile[0, 0].astype(int)).sum(axis=-1) > 30
         # The sphere fills about half of each view (framed by its bounding sphere); measured ~0.4.
         assert 0.1 < fg.mean() < 0.9, fg.mean()
+    # Colour by normal, RGB = (n + 1) / 2 in world axes: the sphere's centre pixel in the first view
+    # faces the camera (azimuth 30 degrees). Measured within 4 of 255 (n + 1) / 2 per channel.
+    elev, az = math.radians(RenderOptions().elevation_deg), math.radians(30)
+    n = np.array([math.cos(elev) * math.sin(az), math.sin(elev), math.cos(elev) * math.cos(az)])
+    np.testing.assert_allclose(image[32, 48], 255 * (n + 1) / 2, atol=12)
 
 
 def test_render_command_writes_requested_size(tmp_path):
