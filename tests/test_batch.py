@@ -34,7 +34,7 @@ _SCRIPT = Path(sys.executable).parent / "neural-sdf"
 CLI = ([str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "neural_sdf.cli"]) + ["batch"]
 """The real console script (the module form where the package is not installed)."""
 TINY_FLAGS = [
-    "--steps", "60", "--lr", "1e-3", "--hidden-dim", "32", "--num-hidden-layers", "1",
+    "--steps", "60", "--lr", "1e-3", "--hidden-dim", "32", "--num-hidden-layers", "1", "--w0-first", "30",
     "--batch-size", "500", "--resolution", "24", "--checkpoint-every", "20", "--quiet",
     "--lr-final-ratio", "1", "--warmup-steps", "0", "--off-surface-ratio", "1",
 ]
@@ -43,7 +43,7 @@ size (measured: sphere extent 2.09 for a true 2.0, torus 2.86 x 2.84 x 0.99 for 
 # The same settings as TINY_FLAGS: the CLI starts from reconstruct's defaults (FitOptions()).
 TINY_OPTIONS = dataclasses.replace(
     FitOptions(),
-    siren=dataclasses.replace(FitOptions().siren, hidden_dim=32, num_hidden_layers=1),
+    siren=dataclasses.replace(FitOptions().siren, hidden_dim=32, num_hidden_layers=1, w0_first=30.0),
     train=dataclasses.replace(FitOptions().train, steps=60, lr=1e-3, lr_final_ratio=1.0, warmup_steps=0, checkpoint_every=20),
     sampling=dataclasses.replace(FitOptions().sampling, batch_size=500, off_surface_ratio=1.0),
 )
