@@ -102,7 +102,7 @@ def _preset(args: argparse.Namespace):  # -> tuple[FitOptions, ExtractConfig]
 
 
 def _fit_options(args: argparse.Namespace):  # -> FitOptions
-    from .cleanup import ScanConfig
+    from .config import ScanConfig
     from .reconstruct import FitOptions
 
     base, _ = _preset(args)
@@ -116,7 +116,7 @@ def _fit_options(args: argparse.Namespace):  # -> FitOptions
 
 
 def _add_scan_args(p: argparse.ArgumentParser) -> None:
-    from .cleanup import ScanConfig
+    from .config import ScanConfig
 
     _add_config_args(p, ScanConfig, title="raw scans: clean-up and normals")
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 __all__ = [
+    "ScanConfig",
+    "NormalsMode",
     "SirenConfig",
     "SamplingConfig",
     "LossWeights",
@@ -166,6 +168,49 @@ class ExtractConfig:
             raise ValueError(f"padding must be in [0, 1], got {self.padding}")
         if not self.lipschitz > 0:
             raise ValueError(f"lipschitz must be > 0, got {self.lipschitz}")
+
+
+NormalsMode = Literal["auto", "given", "estimate", "none"]
+"""Where a scan's normals come from (``ScanConfig.normals``)."""
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """How raw scans are cleaned and oriented before the fit (issue 4)."""
+
+    normals: NormalsMode = _f(
+        "auto",
+        "auto: the file's normals when present and usable, else estimate and orient them; given: the "
+        "file's normals only; estimate: ignore the file's normals and estimate them; none: fit without "
+        "normals (eikonal + annealed divergence loss)",
+    )
+    denoise: bool = _f(True, "drop statistical outliers (points far from their neighbours)")
+    dedupe: bool = _f(True, "drop exactly repeated points")
+    outlier_neighbors: int = _f(16, "neighbours of the statistical outlier test")
+    outlier_threshold: float = _f(
+        6.0, "a point is an outlier when its mean neighbour distance exceeds median + this many robust sigmas"
+    )
+    far_factor: float = _f(
+        20.0, "drop points farther from the median than this many times the 99th-percentile distance (0: off)"
+    )
+    max_points: int = _f(1_000_000, "larger clouds are voxel-downsampled to about this many points (keeps input points)")
+    normal_neighbors: int = _f(24, "neighbours of the PCA normal estimate")
+    orient_neighbors: int = _f(10, "neighbours of the orientation graph (small values keep thin parts apart)")
+    orient_points: int = _f(20_000, "orientation runs on a subset of this many points, then spreads to the rest")
+    divergence_weight: float = _f(
+        10.0, "normal-free fits: weight of the divergence term |lap f| (DiGS), annealed to 0 during the fit"
+    )
+
+    def __post_init__(self) -> None:
+        _check_literal(self, "normals")
+        for name in ("outlier_neighbors", "normal_neighbors", "orient_neighbors"):
+            if getattr(self, name) < 3:
+                raise ValueError(f"{name} must be >= 3, got {getattr(self, name)}")
+        if self.max_points < 1000 or self.orient_points < 100:
+            raise ValueError("max_points must be >= 1000 and orient_points >= 100")
+        if self.outlier_threshold <= 0 or self.far_factor < 0 or self.divergence_weight < 0:
+            raise ValueError("outlier_threshold must be > 0, far_factor and divergence_weight >= 0")
+
 
 
 def replace_given(config: T, **values: Any) -> T:

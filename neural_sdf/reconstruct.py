@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from ._typing import Device, PathLike
-from .cleanup import ScanConfig, prepare_cloud
+from .cleanup import prepare_cloud
 from .config import (
     ExtractConfig,
     LossWeights,
     SamplingConfig,
+    ScanConfig,
     SirenConfig,
     TrainConfig,
     config_to_dict,

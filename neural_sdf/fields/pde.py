@@ -20,7 +20,7 @@ Residuals enter the loss divided by a fixed scale (stated per problem) so that t
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -80,6 +80,14 @@ def _masked_mse(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return values.new_zeros(())
     v = values[mask]
     return mse_loss(v, torch.zeros_like(v))
+
+
+def _residual_and_boundary_loss(problem: Any, network: Siren, batch: PDEBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean squared residual inside plus ``boundary_weight`` times the squared error on the boundary."""
+    u, res = problem.residual(network, batch.coords, create_graph=True)
+    r = _masked_mse(res, batch.interior)
+    b = _masked_mse(u - batch.values, batch.boundary)
+    return r + problem.config.boundary_weight * b, {"residual": float(r.detach()), "boundary": float(b.detach())}
 
 
 class PDEProblem(Protocol):
@@ -146,10 +154,7 @@ class PoissonProblem:
         return u, res / self.residual_scale
 
     def loss(self, network: Siren, batch: PDEBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        u, res = self.residual(network, batch.coords, create_graph=True)
-        r = _masked_mse(res, batch.interior)
-        b = _masked_mse(u - batch.values, batch.boundary)
-        return r + self.config.boundary_weight * b, {"residual": float(r.detach()), "boundary": float(b.detach())}
+        return _residual_and_boundary_loss(self, network, batch)
 
 
 @dataclass(frozen=True)
@@ -208,10 +213,7 @@ class HelmholtzProblem:
         return u, res / self.residual_scale
 
     def loss(self, network: Siren, batch: PDEBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        u, res = self.residual(network, batch.coords, create_graph=True)
-        r = _masked_mse(res, batch.interior)
-        b = _masked_mse(u - batch.values, batch.boundary)
-        return r + self.config.boundary_weight * b, {"residual": float(r.detach()), "boundary": float(b.detach())}
+        return _residual_and_boundary_loss(self, network, batch)
 
 
 @dataclass(frozen=True)
