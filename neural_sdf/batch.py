@@ -446,6 +446,8 @@ def apply_overrides(
         except ValueError as exc:
             raise InputError(f"{where}: {exc}") from None
     new_extract = changed.pop("extract", extract)
+    if "w0_first" in grouped.get("siren", {}):
+        changed["adapt_w0"] = False  # an explicit first-layer w0 is kept as given
     return dataclasses.replace(options, **changed), new_extract
 
 

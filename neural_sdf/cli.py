@@ -112,6 +112,8 @@ def _fit_options(args: argparse.Namespace):  # -> FitOptions
         sampling=_config_from_args(SamplingConfig, args, base.sampling),
         weights=_config_from_args(LossWeights, args, base.weights),
         scan=_config_from_args(ScanConfig, args, base.scan),
+        # An explicit --w0-first is the user's choice: no lowering for sparse clouds.
+        adapt_w0=getattr(args, "SirenConfig.w0_first", None) is None,
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .config import ExtractConfig
-from .geometry import Mesh, Normalization
+from .geometry import Mesh, Normalization, point_spacing
 from .sampling import Grid, iter_chunks, make_grid
 
 __all__ = [
@@ -165,27 +165,6 @@ def remove_stray_components(mesh: Mesh, points: np.ndarray, max_distance: float,
         return mesh
     log.info("removed %d of %d connected pieces far from the input", int((~keep).sum()), num)
     return _submesh(mesh, keep[labels])
-
-
-def point_spacing(points: np.ndarray, max_points: int = 20_000, seed: int = 0) -> float:
-    """Typical distance between neighbouring input points: the median nearest-neighbour distance.
-
-    Args:
-        points: ``(N, 3)`` points, any units (N >= 2).
-        max_points: at most this many randomly chosen points are queried (the tree holds all).
-        seed: seed of that choice.
-
-    Returns:
-        The median distance, in the points' units (0.0 when every point is duplicated).
-    """
-    from scipy.spatial import cKDTree
-
-    points = np.asarray(points, dtype=np.float64)
-    query = points
-    if len(points) > max_points:
-        query = points[np.random.default_rng(seed).choice(len(points), max_points, replace=False)]
-    dist, _ = cKDTree(points).query(query, k=2, workers=-1)
-    return float(np.median(dist[:, 1]))
 
 
 def _fast_sdf(fn: SDFFunction) -> SDFFunction:

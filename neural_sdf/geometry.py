@@ -27,6 +27,7 @@ __all__ = [
     "Normalization",
     "fit_normalization",
     "bounds",
+    "point_spacing",
 ]
 
 NORMALIZED_RADIUS = 0.9
@@ -181,3 +182,24 @@ def fit_normalization(points: ArrayLike, radius: float = NORMALIZED_RADIUS) -> N
         raise ValueError("all points coincide: the cloud has no extent")
     center = (box[0] + box[1]) / 2.0
     return Normalization(center=(float(center[0]), float(center[1]), float(center[2])), scale=radius / half)
+
+
+def point_spacing(points: np.ndarray, max_points: int = 20_000, seed: int = 0) -> float:
+    """Typical distance between neighbouring input points: the median nearest-neighbour distance.
+
+    Args:
+        points: ``(N, 3)`` points, any units (N >= 2).
+        max_points: at most this many randomly chosen points are queried (the tree holds all).
+        seed: seed of that choice.
+
+    Returns:
+        The median distance, in the points' units (0.0 when every point is duplicated).
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, dtype=np.float64)
+    query = points
+    if len(points) > max_points:
+        query = points[np.random.default_rng(seed).choice(len(points), max_points, replace=False)]
+    dist, _ = cKDTree(points).query(query, k=2, workers=-1)
+    return float(np.median(dist[:, 1]))

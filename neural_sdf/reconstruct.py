@@ -25,11 +25,12 @@ from .config import (
     default_sdf_sampling,
     default_sdf_siren,
     default_sdf_train,
+    density_w0_first,
 )
 from .errors import InputError
 from .extract import extract_mesh as _extract
 from .fields.sdf import SDFModel, cloud_to_tensors, make_outside_positive, make_sdf_step
-from .geometry import Mesh, PointCloud, bounds, fit_normalization
+from .geometry import Mesh, PointCloud, bounds, fit_normalization, point_spacing
 from .io.pointcloud import PointSource
 from .nn import Siren
 from .train import fit, load_training_state, save_training_state
@@ -56,6 +57,9 @@ class FitOptions:
     sampling: SamplingConfig = field(default_factory=default_sdf_sampling)
     weights: LossWeights = field(default_factory=LossWeights)
     scan: ScanConfig = field(default_factory=ScanConfig)
+    adapt_w0: bool = True
+    """Lower the first-layer ``w0`` toward the paper's 30 on sparse clouds (``density_w0_first``);
+    the value used is saved in the model's options. The CLI turns this off when ``--w0-first`` is given."""
 
 
 @dataclass
@@ -115,6 +119,13 @@ def fit_sdf(
     cloud, name = prepared.cloud, prepared.name
     normal_free = {"divergence_weight": options.scan.divergence_weight, "total_steps": options.train.steps}
     normalization = fit_normalization(cloud.points)
+    if options.adapt_w0:
+        spacing = point_spacing(normalization.to_normalized(cloud.points), seed=options.train.seed)
+        w0_first = density_w0_first(spacing, options.siren.w0_first)
+        if w0_first != options.siren.w0_first:
+            log.info("sparse cloud (median spacing %.4f of the normalized cube): first-layer w0 %.1f instead of %.1f",
+                     spacing, w0_first, options.siren.w0_first)
+            options = dataclasses.replace(options, siren=dataclasses.replace(options.siren, w0_first=w0_first))
     torch.manual_seed(options.train.seed)  # initialization only; batches use per-step generators
     network = Siren(options.siren).to(device)
     points, normals = cloud_to_tensors(cloud, normalization, device)

@@ -257,3 +257,15 @@ def test_console_script_bad_input(work, argv: list[str], name: str, words: str) 
     assert "Traceback" not in proc.stderr and name in lines[0] and words in lines[0].lower()
     assert proc.stdout == ""
     assert _files(work["out"]) == set()
+
+
+def test_explicit_w0_first_is_kept_on_a_sparse_cloud(tmp_path: Path, capsys) -> None:
+    # A 2,000-point cloud is sparse: the recipe lowers the first-layer w0 to 30, unless --w0-first
+    # says otherwise (FitOptions.adapt_w0).
+    cloud = tmp_path / "torus.ply"
+    save_points(sample_mesh_surface(make_torus(), 2000, seed=0), cloud)
+    for flags, expected in (([], 30.0), (["--w0-first", "45"], 45.0)):
+        out = tmp_path / f"m{len(flags)}.nsdf"
+        rc, _, err = _run(["fit", cloud, "-o", out, "--steps", "2", "--quiet", "--no-checkpoint", *flags], capsys)
+        assert rc == 0, err
+        assert SDFModel.load(out).info["options"]["siren"]["w0_first"] == expected

@@ -178,7 +178,7 @@ def test_sparse_cloud_keeps_its_surface_and_drops_a_phantom() -> None:
 
 
 def test_point_spacing_of_a_regular_grid() -> None:
-    from neural_sdf.extract import point_spacing
+    from neural_sdf.geometry import point_spacing
 
     g = np.stack(np.meshgrid(*[np.arange(10) * 0.25] * 3, indexing="ij"), -1).reshape(-1, 3)
     assert point_spacing(g) == pytest.approx(0.25)

@@ -3,6 +3,7 @@
 Networks are tiny (``hidden_dim`` 32-64) so that the whole module runs in seconds on 2 idle cores.
 """
 
+import dataclasses
 import importlib
 import logging
 from pathlib import Path
@@ -186,3 +187,22 @@ def test_fit_needs_normals_when_asked_for_them() -> None:
     options = FitOptions(_tiny_options().siren, _tiny_options().train, _tiny_options().sampling, scan=ScanConfig(normals="given"))
     with pytest.raises(InputError, match="normals"):
         fit_sdf(pts, options, progress=False)
+
+
+def test_first_layer_w0_is_lowered_on_sparse_clouds_only(icosphere: Mesh) -> None:
+    # The recipe's first-layer w0 45 is kept for dense clouds and lowered to the paper's 30 on sparse
+    # ones (config.density_w0_first); an explicit choice (adapt_w0=False) is kept as given.
+    from neural_sdf.config import DENSE_SPACING, SPARSE_SPACING, density_w0_first
+
+    assert density_w0_first(DENSE_SPACING, 45.0) == 45.0 and density_w0_first(0.001, 45.0) == 45.0
+    assert density_w0_first(SPARSE_SPACING, 45.0) == 30.0 and density_w0_first(0.05, 45.0) == 30.0
+    assert 30.0 < density_w0_first((DENSE_SPACING + SPARSE_SPACING) / 2, 45.0) < 45.0
+    assert density_w0_first(0.05, 20.0) == 20.0  # never raised
+
+    short = FitOptions(train=dataclasses.replace(FitOptions().train, steps=2, checkpoint_every=0))
+    sparse = sample_mesh_surface(icosphere, 2000, seed=0)  # ~0.04 apart in the normalized cube
+    dense = sample_mesh_surface(icosphere, 200_000, seed=0)  # ~0.004 apart
+    used = lambda m: m.info["options"]["siren"]["w0_first"]  # noqa: E731
+    assert used(fit_sdf(sparse, short)) == 30.0
+    assert used(fit_sdf(dense, short)) == 45.0
+    assert used(fit_sdf(sparse, dataclasses.replace(short, adapt_w0=False))) == 45.0
