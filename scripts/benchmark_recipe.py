@@ -67,6 +67,8 @@ def main() -> None:
         sampling=replace_given(o.sampling, batch_size=a.batch_size, off_surface_ratio=a.off_surface_ratio,
                       near_surface_ratio=a.near_surface_ratio),
     )
+    if a.w0_first is not None:
+        o = dc.replace(o, adapt_w0=False)  # the given first-layer w0, whatever the density
     e = replace_given(ns.ExtractConfig(), resolution=a.resolution)
     t0 = time.perf_counter()
     result = ns.reconstruct(cloud, o, e, progress=False)
