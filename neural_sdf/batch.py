@@ -60,7 +60,11 @@ MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
 
 _RESERVED_KEYS = ("input", "output", "gt", "options")
 _SECTIONS: dict[str, type] = {
-    **{f.name: hint for f, hint in ((f, get_type_hints(FitOptions)[f.name]) for f in dataclasses.fields(FitOptions))},
+    **{
+        f.name: hint
+        for f, hint in ((f, get_type_hints(FitOptions)[f.name]) for f in dataclasses.fields(FitOptions))
+        if dataclasses.is_dataclass(hint)  # config sections; FitOptions.adapt_w0 follows siren.w0_first
+    },
     "extract": ExtractConfig,
 }
 """Option sections a manifest or ``BatchItem.overrides`` may set: the ``FitOptions`` fields, and ``extract``."""

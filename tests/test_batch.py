@@ -46,6 +46,7 @@ TINY_OPTIONS = dataclasses.replace(
     siren=dataclasses.replace(FitOptions().siren, hidden_dim=32, num_hidden_layers=1, w0_first=30.0),
     train=dataclasses.replace(FitOptions().train, steps=60, lr=1e-3, lr_final_ratio=1.0, warmup_steps=0, checkpoint_every=20),
     sampling=dataclasses.replace(FitOptions().sampling, batch_size=500, off_surface_ratio=1.0),
+    adapt_w0=False,  # as the CLI sets it when --w0-first is given
 )
 TINY_EXTRACT = ExtractConfig(resolution=24)
 
