@@ -82,7 +82,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
         help="preset trading time for detail (README: quality table); explicit flags override it (default: default)",
     )
     _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "warmup_steps", "seed", "checkpoint_every", "step_impl"], title="training (defaults: --quality default)", defaults=default_sdf_train())
-    _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network", defaults=default_sdf_siren())
+    _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network (sparse clouds get a lower first-layer w0, down to the paper's 30, unless --w0-first is given)", defaults=default_sdf_siren())
     _add_config_args(p, SamplingConfig, title="sampling", defaults=default_sdf_sampling())
     _add_config_args(p, LossWeights, prefix="weight", title="loss weights")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
