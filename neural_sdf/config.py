@@ -213,7 +213,6 @@ class ScanConfig:
             raise ValueError("outlier_threshold must be > 0, far_factor and divergence_weight >= 0")
 
 
-
 def replace_given(config: T, **values: Any) -> T:
     """``dataclasses.replace(config, ...)`` with only the values that are not None (flags left unset)."""
     return dataclasses.replace(config, **{k: v for k, v in values.items() if v is not None})
