@@ -6,6 +6,7 @@ stays bounded by the volume itself plus one chunk. Marching cubes is scikit-imag
 with faces oriented outward (positive signed volume). Results are in world units.
 """
 
+import functools
 import logging
 import math
 from typing import Any, Callable, NamedTuple, Optional
@@ -243,6 +244,49 @@ _BITS = np.array([[(i >> 2) & 1, (i >> 1) & 1, i & 1] for i in range(8)], dtype=
 _CHILD_FAR = np.sqrt(np.where(_BITS[:, None, :] == _BITS[None, :, :], 1.0, 4.0).sum(-1))
 
 
+@functools.lru_cache(maxsize=None)
+def _lattice(side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Grid points of a cube of ``side`` cells and how they relate to its corners and children.
+
+    Returns ``points`` ``(P, 3)`` offsets in ``{0..side}^3``, ``dist`` ``(8, P)`` distance from
+    each corner (numbered as ``_BITS``) in cells, ``member`` ``(8, P)`` float32, 1 where a point
+    lies in (or on) child ``q``, and ``corner`` ``(8,)`` the index of each corner in ``points``.
+    """
+    r = np.arange(side + 1)
+    points = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+    dist = np.linalg.norm(side * _BITS[:, None, :] - points[None], axis=-1)
+    lo = (side // 2) * _BITS[:, None, :]
+    member = np.all((points[None] >= lo) & (points[None] <= lo + side // 2), axis=-1).astype(np.float32)
+    corner = (side * _BITS) @ np.array([(side + 1) ** 2, side + 1, 1])
+    return points, dist, member, corner
+
+
+def _children_may_change_sign(vals: np.ndarray, side: int, step: float) -> np.ndarray:
+    """Which children of cubes of ``side`` cells may hold grid points of both signs.
+
+    Marching cubes meshes only cells whose corners change sign, so a child matters only if it may
+    hold grid points of both signs. With ``|grad f| <= step / spacing``, grid point ``u`` can be
+    negative only if every positive corner ``c`` has ``f(c) <= step * |c - u|`` (in cells), and
+    positive likewise; known corners count as what they are.
+
+    Args:
+        vals: ``(r, 8)`` SDF values at the cubes' corners (``_BITS`` order).
+        side: cube side in grid cells (even).
+        step: assumed Lipschitz bound times the grid spacing (SDF units per cell).
+
+    Returns:
+        ``(r, 8)`` bool over the children.
+    """
+    _, dist, member, corner = _lattice(side)
+    reach = step * dist * (1 + 1e-6)  # (8, P)
+    pos = vals >= 0
+    may_neg = np.all(~pos[:, :, None] | (vals[:, :, None] <= reach[None]), axis=1)  # (r, P)
+    may_pos = np.all(pos[:, :, None] | (-vals[:, :, None] <= reach[None]), axis=1)
+    may_neg[:, corner] |= ~pos
+    may_pos[:, corner] |= pos
+    return ((may_neg.astype(np.float32) @ member.T) > 0) & ((may_pos.astype(np.float32) @ member.T) > 0)
+
+
 class SparseExtraction(NamedTuple):
     """What ``sparse_marching_cubes`` produced.
 
@@ -272,7 +316,7 @@ def sparse_marching_cubes(
     fn: SDFFunction,
     grid: Grid,
     *,
-    lipschitz: float = 1.5,
+    lipschitz: float = 1.0,
     border_value: Optional[float] = BORDER_VALUE,
     chunk_size: int = 65536,
     device: torch.device | str = "cpu",
@@ -286,16 +330,17 @@ def sparse_marching_cubes(
     kept: with ``|grad f| <= lipschitz``, a zero in child ``q`` needs ``|f(c)| <= lipschitz *
     far(c, q)`` for every corner ``c`` of the parent, where ``far`` is the distance to the farthest
     point of ``q`` (a tighter test than "``|f|`` below the cell's diagonal"). Only the corners of
-    kept children are evaluated, down to single grid cells. Scikit-image's marching cubes then
-    runs, in blocks, on exactly the kept cells (its ``mask``), so every cell that the dense path
-    meshes is meshed from the same eight values: the result has the dense path's vertices and
-    faces wherever the bound holds. Two repairs catch cells that a violated bound skipped: a kept
+    kept children are evaluated, down to cubes of 2 cells; their single cells are found by a test
+    on grid points (``_SparseState._last_level``), since marching cubes needs only the cells
+    whose corners change sign. Scikit-image's marching cubes then runs, in blocks, on exactly
+    the kept cells (its ``mask``), so every cell that the dense path meshes is meshed from the
+    same eight values: the result has the dense path's vertices and faces wherever the bound holds. Two repairs catch cells that a violated bound skipped: a kept
     cell whose face changes sign pulls in its neighbour across that face (repeatedly), and
     children certified negative next to the grid's outer layer are meshed there, since that layer
     is forced outside (``border_value``).
 
     Memory is bounded by one slab of ``stride + 1`` grid planes (float32 values, boolean marks),
-    never the whole volume: at 1024^3 (a 4.3 GB dense volume) a sphere took 0.56 GB, mesh included.
+    never the whole volume: at 1024^3 (a 4.3 GB dense volume) a sphere took 0.52 GB, mesh included.
 
     Args:
         fn: normalized SDF, ``(N, 3) -> (N, 1)``; called under ``torch.no_grad()``.
@@ -425,7 +470,7 @@ class _SparseState:
         org = np.stack([np.zeros(jy.size, dtype=np.int64), jy.ravel(), jz.ravel()], -1)
         org = org[np.all(org + slab.offset <= self.last_cell, axis=1)]
         side = s0
-        while side > 1 and len(org):
+        while side > 2 and len(org):
             vals = slab.values[tuple((org[:, None, :] + _BITS[None] * side).transpose(2, 0, 1))]  # (r, 8)
             half = side // 2
             reach = self.lipschitz * self.grid.spacing * half * _CHILD_FAR  # (8 corners, 8 children)
@@ -436,45 +481,98 @@ class _SparseState:
             # here, so keep them all (the leak repair then follows the surface).
             lost = (vals.min(1) < 0) & (vals.max(1) > 0) & ~maybe.any(1)
             maybe[lost] = True
-            if self.border_value is not None:
-                self._note_negative_border(slab, org, vals, absv, reach, maybe, half)
+            if self.border_value is not None and not maybe.all():
+                # A child that cannot hold a zero has the sign of the corner with the widest margin.
+                best = np.argmax(absv[:, :, None] - reach[None], axis=1)  # (r, child)
+                negative = np.take_along_axis(vals, best, axis=1) < 0
+                self._note_negative_border(slab, org, ~maybe & negative, half)
             child = (org[:, None, :] + _BITS[None] * half)[maybe]
             child = child[np.all(child + slab.offset <= self.last_cell, axis=1)]
             self._fill(slab, child, half)
             org, side = child, half
-        if len(org):
-            slab.cellmask[tuple(org.T)] = True
+        if len(org):  # cubes of side 2 (the stride is a power of two >= 8)
+            self._last_level(slab, org)
         for cubes, cube_side in slab.negative_border:
             self._add_border_cells(slab, cubes, cube_side)
         return slab
 
-    def _fill(self, slab: _Slab, org: np.ndarray, side: int) -> None:
-        """Evaluate the unknown corners of cells ``org`` (slab-local origins) of side ``side``."""
-        if not len(org):
+    def _last_level(self, slab: _Slab, org: np.ndarray) -> None:
+        """Split cells of side 2 (slab-local origins ``org``) into the grid cells that marching cubes needs.
+
+        Marching cubes makes triangles only in cells whose corners change sign, so the tests here
+        are on grid points. In a parent whose corners change sign, the children that may hold
+        points of both signs (``_children_may_change_sign``) are evaluated. In a parent of one
+        sign, a point ``u`` is evaluated only if every corner ``c`` allows the other sign there
+        (``|f(c)| <= lipschitz * |c - u|``); the other points are certified of the parent's sign.
+        A child is kept when its corners change sign, or when it touches the grid's outer layer
+        (forced outside) and its parent has a negative corner. Wherever the bound holds, the kept
+        children are the dense path's sign-changing cells, from far fewer evaluations than
+        keeping every child within reach of the surface.
+        """
+        lattice, dist, member, corner = _lattice(2)  # 27 points of a parent
+        is_corner = np.zeros(len(lattice), dtype=bool)
+        is_corner[corner] = True
+        strides = np.array([slab.known.shape[1] * slab.known.shape[2], slab.known.shape[2], 1], dtype=np.int64)
+        flat = (org @ strides)[:, None] + (lattice @ strides)[None]  # (r, 27) flat slab indices
+        vals = slab.values.ravel()[flat[:, corner]]  # (r, 8) in _BITS order
+        neg = vals < 0
+        mixed = neg.any(1) & ~neg.all(1)
+        child = org[:, None, :] + _BITS[None]  # (r, 8, 3)
+        g = child + slab.offset
+        real = np.all(g <= self.last_cell, axis=-1)
+        # Parents of mixed sign: the children that may change sign, all corners.
+        may_change = _children_may_change_sign(vals[mixed], 2, self.lipschitz * self.grid.spacing)
+        may_change[~may_change.any(1)] = True  # the bound is violated here: take every child
+        self._fill(slab, child[mixed][may_change & real[mixed]], 1)
+        # Parents of one sign: the points that may have the other sign.
+        uniform = ~mixed
+        reach = self.lipschitz * self.grid.spacing * dist * (1 + 1e-6)  # (8, 27)
+        maybe = np.all(np.abs(vals[uniform])[:, :, None] <= reach[None], axis=1) & ~is_corner  # (u, 27)
+        points = (org[uniform][:, None, :] + lattice[None])[maybe]
+        self._fill_points(slab, points[np.all(points + slab.offset <= self.shape - 1, axis=1)])
+        # Signs of the points; in a parent of one sign, points left unevaluated are certified of
+        # that sign; in a parent of mixed sign, children with an unevaluated corner are dropped.
+        known = slab.known.ravel()[flat]
+        below = np.where(known, slab.values.ravel()[flat] < 0, neg[:, :1])  # (r, 27)
+        num_neg = below.astype(np.float32) @ member.T  # (r, 8 children)
+        keep = (num_neg > 0) & (num_neg < 8)
+        keep[mixed] &= (known[mixed].astype(np.float32) @ member.T) == 8
+        if self.border_value is not None:
+            touches = np.any((g == 0) | (g == self.last_cell), axis=-1)
+            keep |= touches & neg.any(1, keepdims=True)
+        child = child[keep & real]
+        self._fill(slab, child, 1)
+        slab.cellmask[tuple(child.T)] = True
+
+    def _fill_points(self, slab: _Slab, points: np.ndarray) -> None:
+        """Evaluate the unknown ones of ``points`` (slab-local ``(K, 3)`` grid indices)."""
+        if not len(points):
             return
-        corners = (org[:, None, :] + _BITS[None] * side).reshape(-1, 3)
-        flat = np.ravel_multi_index(tuple(corners.T), slab.known.shape)
-        flat = np.unique(flat[~slab.known.ravel()[flat]])
+        flat = np.ravel_multi_index(tuple(points.T), slab.known.shape)
+        flat = flat[~slab.known.ravel()[flat]]
         if not len(flat):
             return
+        # De-duplicate without sorting: write each index's position into the (unknown, about to be
+        # overwritten) values seen as int32 and evaluate the copy whose position stayed.
+        stamp, order = slab.values.ravel().view(np.int32), np.arange(len(flat), dtype=np.int32)
+        stamp[flat] = order
+        flat = flat[stamp[flat] == order]
         local = np.stack(np.unravel_index(flat, slab.known.shape), -1)
         slab.values.ravel()[flat] = self.evaluate(local + slab.offset)
         slab.known.ravel()[flat] = True
 
-    def _note_negative_border(self, slab, org, vals, absv, reach, maybe, half) -> None:
-        """Remember children certified negative (no zero, all inside) that touch the outer layer."""
-        clear = ~maybe
-        if not clear.any():
+    def _fill(self, slab: _Slab, org: np.ndarray, side: int) -> None:
+        """Evaluate the unknown corners of cells ``org`` (slab-local origins) of side ``side``."""
+        if len(org):
+            self._fill_points(slab, (org[:, None, :] + _BITS[None] * side).reshape(-1, 3))
+
+    def _note_negative_border(self, slab: _Slab, org: np.ndarray, negative: np.ndarray, half: int) -> None:
+        """Remember children certified negative (``negative``, ``(r, 8)``) that touch the outer layer."""
+        if not negative.any():
             return
         child = org[:, None, :] + _BITS[None] * half + slab.offset  # global origins (r, 8, 3)
         touches = np.any((child == 0) | ((child <= self.shape - 1) & (child + half >= self.shape - 1)), axis=-1)
-        cand = clear & touches
-        if not cand.any():
-            return
-        # The sign that certifies child q is that of its corner with the widest margin.
-        best = np.argmax(absv[:, :, None] - reach[None], axis=1)  # (r, child)
-        sign = np.take_along_axis(vals, best, axis=1)
-        sel = cand & (sign < 0)
+        sel = negative & touches
         if sel.any():
             slab.negative_border.append((child[sel] - slab.offset, half))
 

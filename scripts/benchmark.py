@@ -125,7 +125,7 @@ def extraction(model: SDFModel, resolution: int, dense_full: bool, sample_points
     counter = Counter(fn)
     _sync(device)
     t = time.perf_counter()
-    result = sparse_marching_cubes(counter, grid, device=device, progress=True)
+    result = sparse_marching_cubes(counter, grid, lipschitz=ExtractConfig().lipschitz, device=device, progress=True)
     _sync(device)
     sparse_s = time.perf_counter() - t
     out = {

@@ -90,12 +90,13 @@ def test_sparse_matches_dense_on_analytic_sdfs(name, fn, lipschitz, resolution):
 
 
 def test_sparse_evaluation_count_below_measured_bound():
-    # Sphere of radius 0.5 on a 128^3 grid over [-1, 1]^3: measured 57,235 evaluations (2.7 % of
-    # the 2,097,152 dense ones) with lipschitz 1 (134,811 with 2); the bound leaves 20 %.
+    # Sphere of radius 0.5 on a 128^3 grid over [-1, 1]^3: measured 53,338 evaluations (2.5 % of
+    # the 2,097,152 dense ones) with lipschitz 1 (88,772 with 2); the bound leaves 20 %. (Before
+    # the last level tested grid points instead of whole cells: 57,235 and 134,811.)
     grid = make_grid(np.full(3, -1.0), np.full(3, 1.0), 128)
     sphere = lambda x: x.norm(dim=-1, keepdim=True) - 0.5  # noqa: E731
     result = sparse_marching_cubes(sphere, grid, lipschitz=1.0)
-    assert result.num_evaluations < 69_000
+    assert result.num_evaluations < 64_000
     assert result.num_evaluations < grid.num_points / 30
     # A larger assumed bound is safer and costs more evaluations, never fewer.
     wider = sparse_marching_cubes(sphere, grid, lipschitz=2.0)
@@ -126,9 +127,9 @@ def test_sparse_matches_dense_on_trained_model(trained_torus, resolution):
     dense = _dense(fn, grid)
     result = sparse_marching_cubes(fn, grid, lipschitz=1.0)
     assert_same_mesh(result.mesh, dense, TOL_CELLS * grid.spacing)
-    # Measured: 30,702 of 39,168 points at 48 and 120,154 of 313,344 at 96 (sparse pays off with
-    # resolution: the surface grows as n^2, the grid as n^3).
-    assert result.num_evaluations < (0.9 if resolution == 48 else 0.45) * grid.num_points
+    # Measured: 22,568 of 39,168 points (58 %) at 48 and 87,660 of 313,344 (28 %) at 96 (sparse
+    # pays off with resolution: the surface grows as n^2, the grid as n^3); bounds leave ~20 %.
+    assert result.num_evaluations < (0.7 if resolution == 48 else 0.34) * grid.num_points
 
 
 def test_extract_mesh_sparse_default_equals_dense_option(trained_torus):
@@ -165,7 +166,7 @@ def test_sparse_rejects_bad_lipschitz():
 @pytest.mark.skipif(sys.platform != "linux", reason="reads ru_maxrss in KiB (Linux)")
 def test_sparse_1024_memory_bounded():
     # Resolution 1024 (the dense volume alone would take 4.3 GB): a sphere, evaluated sparsely.
-    # Measured: 6.07 M evaluations (177x fewer), 2.47 M faces, peak RSS growth 0.56 GB (two slabs of
+    # Measured: 3.37 M evaluations (319x fewer), 2.47 M faces, peak RSS growth 0.52 GB (two slabs of
     # 33 planes of 1025^2 + the mesh); bound 1 GB.
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     grid = make_grid(np.full(3, -1.0), np.full(3, 1.0), 1024)
