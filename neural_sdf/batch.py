@@ -63,7 +63,7 @@ _SECTIONS: dict[str, type] = {
     **{
         f.name: hint
         for f, hint in ((f, get_type_hints(FitOptions)[f.name]) for f in dataclasses.fields(FitOptions))
-        if dataclasses.is_dataclass(hint)  # config sections; FitOptions.adapt_w0 follows siren.w0_first
+        if dataclasses.is_dataclass(hint)  # config sections; FitOptions.adapt_w0 / adapt_normal_weight follow siren.w0_first / weights.normal
     },
     "extract": ExtractConfig,
 }
@@ -452,6 +452,8 @@ def apply_overrides(
     new_extract = changed.pop("extract", extract)
     if "w0_first" in grouped.get("siren", {}):
         changed["adapt_w0"] = False  # an explicit first-layer w0 is kept as given
+    if "normal" in grouped.get("weights", {}):
+        changed["adapt_normal_weight"] = False  # likewise an explicit normal weight
     return dataclasses.replace(options, **changed), new_extract
 
 

@@ -21,6 +21,7 @@ from .config import (
     default_sdf_sampling,
     default_sdf_siren,
     default_sdf_train,
+    default_sdf_weights,
 )
 from .errors import InputError
 
@@ -84,7 +85,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "warmup_steps", "seed", "checkpoint_every", "step_impl"], title="training (defaults: --quality default)", defaults=default_sdf_train())
     _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network (sparse clouds get a lower first-layer w0, down to the paper's 30, unless --w0-first is given)", defaults=default_sdf_siren())
     _add_config_args(p, SamplingConfig, title="sampling", defaults=default_sdf_sampling())
-    _add_config_args(p, LossWeights, prefix="weight", title="loss weights")
+    _add_config_args(p, LossWeights, prefix="weight", title="loss weights (the paper's, except the normal weight: 300 for normals given with the input, the paper's 100 for estimated ones unless --weight-normal is given)", defaults=default_sdf_weights())
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--checkpoint", type=Path, default=None, help="resumable checkpoint file (default: OUTPUT.ckpt)")
     p.add_argument("--no-checkpoint", action="store_true", help="do not write or resume checkpoints")
@@ -114,6 +115,7 @@ def _fit_options(args: argparse.Namespace):  # -> FitOptions
         scan=_config_from_args(ScanConfig, args, base.scan),
         # An explicit --w0-first is the user's choice: no lowering for sparse clouds.
         adapt_w0=getattr(args, "SirenConfig.w0_first", None) is None,
+        adapt_normal_weight=getattr(args, "LossWeights.normal", None) is None,
     )
 
 

@@ -25,6 +25,7 @@ from .config import (
     default_sdf_sampling,
     default_sdf_siren,
     default_sdf_train,
+    default_sdf_weights,
     density_w0_first,
 )
 from .errors import InputError
@@ -55,11 +56,21 @@ class FitOptions:
     siren: SirenConfig = field(default_factory=default_sdf_siren)
     train: TrainConfig = field(default_factory=default_sdf_train)
     sampling: SamplingConfig = field(default_factory=default_sdf_sampling)
-    weights: LossWeights = field(default_factory=LossWeights)
+    weights: LossWeights = field(default_factory=default_sdf_weights)
     scan: ScanConfig = field(default_factory=ScanConfig)
     adapt_w0: bool = True
     """Lower the first-layer ``w0`` toward the paper's 30 on sparse clouds (``density_w0_first``);
     the value used is saved in the model's options. The CLI turns this off when ``--w0-first`` is given."""
+    adapt_normal_weight: bool = True
+    """Use the paper's normal weight (``LossWeights().normal``, 100) when the normals were not given
+    with the input in a consistent state (estimated, or re-oriented because they disagreed): such
+    normals are smoothed guesses, and weighting them 10x made a noisy scorpion scan worse (README,
+    "Choosing the defaults"). The value used is saved in the model's options. The CLI turns this off
+    when ``--weight-normal`` is given."""
+
+
+TRUSTED_NORMALS = ("given", "given-flipped")
+"""``PreparedCloud.normals_from`` values whose normals get the recipe's full normal weight."""
 
 
 @dataclass
@@ -126,6 +137,10 @@ def fit_sdf(
             log.info("sparse cloud (median spacing %.4f of the normalized cube): first-layer w0 %.1f instead of %.1f",
                      spacing, w0_first, options.siren.w0_first)
             options = dataclasses.replace(options, siren=dataclasses.replace(options.siren, w0_first=w0_first))
+    paper_normal = LossWeights().normal
+    if options.adapt_normal_weight and prepared.normals_from not in TRUSTED_NORMALS and options.weights.normal > paper_normal:
+        log.info("normals %s, not given: normal weight %g instead of %g", prepared.normals_from, paper_normal, options.weights.normal)
+        options = dataclasses.replace(options, weights=dataclasses.replace(options.weights, normal=paper_normal))
     torch.manual_seed(options.train.seed)  # initialization only; batches use per-step generators
     network = Siren(options.siren).to(device)
     points, normals = cloud_to_tensors(cloud, normalization, device)

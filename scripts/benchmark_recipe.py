@@ -69,6 +69,8 @@ def main() -> None:
     )
     if a.w0_first is not None:
         o = dc.replace(o, adapt_w0=False)  # the given first-layer w0, whatever the density
+    if a.weight_normal is not None:
+        o = dc.replace(o, adapt_normal_weight=False)  # the given normal weight, whatever the normals
     e = replace_given(ns.ExtractConfig(), resolution=a.resolution)
     t0 = time.perf_counter()
     result = ns.reconstruct(cloud, o, e, progress=False)

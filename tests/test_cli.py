@@ -269,3 +269,15 @@ def test_explicit_w0_first_is_kept_on_a_sparse_cloud(tmp_path: Path, capsys) -> 
         rc, _, err = _run(["fit", cloud, "-o", out, "--steps", "2", "--quiet", "--no-checkpoint", *flags], capsys)
         assert rc == 0, err
         assert SDFModel.load(out).info["options"]["siren"]["w0_first"] == expected
+
+
+def test_explicit_weight_normal_is_kept_for_estimated_normals(tmp_path: Path, capsys) -> None:
+    # A cloud without normals gets the paper's normal weight 100, unless --weight-normal says
+    # otherwise (FitOptions.adapt_normal_weight).
+    cloud = tmp_path / "torus.xyz"
+    np.savetxt(cloud, sample_mesh_surface(make_torus(), 2000, seed=0).points)
+    for flags, expected in (([], 100.0), (["--weight-normal", "1000"], 1000.0)):
+        out = tmp_path / f"m{len(flags)}.nsdf"
+        rc, _, err = _run(["fit", cloud, "-o", out, "--steps", "2", "--quiet", "--no-checkpoint", *flags], capsys)
+        assert rc == 0, err
+        assert SDFModel.load(out).info["options"]["weights"]["normal"] == expected

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import make_torus
 
-from neural_sdf.config import ExtractConfig, SamplingConfig, SirenConfig, TrainConfig
+from neural_sdf.config import ExtractConfig, LossWeights, SamplingConfig, SirenConfig, TrainConfig
 from neural_sdf.fields.sdf import SDFModel
 from neural_sdf.geometry import Mesh, PointCloud
 from neural_sdf.metrics import evaluate_meshes
@@ -206,3 +206,15 @@ def test_first_layer_w0_is_lowered_on_sparse_clouds_only(icosphere: Mesh) -> Non
     assert used(fit_sdf(sparse, short)) == 30.0
     assert used(fit_sdf(dense, short)) == 45.0
     assert used(fit_sdf(sparse, dataclasses.replace(short, adapt_w0=False))) == 45.0
+
+
+def test_normal_weight_is_the_papers_for_normals_not_given(icosphere: Mesh) -> None:
+    # The recipe weights given normals 300 (config.default_sdf_weights); normals the pipeline had to
+    # estimate keep the paper's 100 (FitOptions.adapt_normal_weight); an explicit choice is kept.
+    short = FitOptions(train=dataclasses.replace(FitOptions().train, steps=2, checkpoint_every=0))
+    oriented = sample_mesh_surface(icosphere, 5000, seed=0)
+    used = lambda m: m.info["options"]["weights"]["normal"]  # noqa: E731
+    assert FitOptions().weights.normal == 300.0 and LossWeights().normal == 100.0
+    assert used(fit_sdf(oriented, short)) == 300.0
+    assert used(fit_sdf(oriented.points, short)) == 100.0  # no normals: estimated
+    assert used(fit_sdf(oriented.points, dataclasses.replace(short, adapt_normal_weight=False))) == 300.0
