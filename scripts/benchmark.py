@@ -187,13 +187,14 @@ def peak_memory(shape: Path, model_path: Path, points: int, resolution: int, ste
     code = f"""
 import json, resource, time
 import torch
-from neural_sdf import ExtractConfig, FitOptions, SamplingConfig, TrainConfig
+from neural_sdf import ExtractConfig, FitOptions, SamplingConfig, SirenConfig, TrainConfig
 from neural_sdf.fields.sdf import SDFModel
 from neural_sdf.io import load_points
 from neural_sdf.reconstruct import fit_sdf, extract_mesh
 cloud = load_points({str(shape)!r}, num_mesh_samples={points}, seed=0)
 t = time.perf_counter()
-model = fit_sdf(cloud, FitOptions(train=TrainConfig(steps={steps}, checkpoint_every=0), sampling=SamplingConfig(batch_size=5000)), device={device!r}, progress=False)
+options = FitOptions(siren=SirenConfig(), train=TrainConfig(steps={steps}, checkpoint_every=0), sampling=SamplingConfig(batch_size=5000), adapt_w0=False)
+model = fit_sdf(cloud, options, device={device!r}, progress=False)  # the paper's 256 x 3, like the model below
 # Extract the benchmark's fitted network (a few steps leave an unrepresentative, noisy SDF).
 model.network.load_state_dict(SDFModel.load({str(model_path)!r}).network.state_dict())
 mesh = extract_mesh(model, ExtractConfig(resolution={resolution}))
