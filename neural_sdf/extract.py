@@ -626,8 +626,13 @@ class _SparseState:
             flood_all = False
             self._fill(slab, local[is_new], 1)
             slab.cellmask[tuple(local.T)] = True
-            vals = slab.values[tuple((local[:, None, :] + _BITS[None]).transpose(2, 0, 1))]  # (r, 8)
-            neg = vals < 0
+            corners = local[:, None, :] + _BITS[None]  # (r, 8, 3)
+            neg = slab.values[tuple(corners.transpose(2, 0, 1))] < 0  # (r, 8)
+            if self.border_value is not None:
+                # Signs as marching cubes will see them: the outer layer is forced outside, so
+                # negative cells along it have sign-changing faces there too.
+                g = corners + slab.offset
+                neg &= ~np.any((g == 0) | (g == self.shape - 1), axis=-1)
             new = []
             for a in range(3):
                 for end in (0, 1):

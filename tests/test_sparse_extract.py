@@ -2,6 +2,7 @@
 
 import resource
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from neural_sdf.extract import (
     marching_cubes,
     sparse_marching_cubes,
 )
+from neural_sdf.fields.sdf import SDFModel
 from neural_sdf.geometry import Mesh
 from neural_sdf.nn.fused import make_fast_forward
 from neural_sdf.reconstruct import FitOptions, fit_sdf
@@ -130,6 +132,21 @@ def test_sparse_matches_dense_on_trained_model(trained_torus, resolution):
     # Measured: 22,568 of 39,168 points (58 %) at 48 and 87,660 of 313,344 (28 %) at 96 (sparse
     # pays off with resolution: the surface grows as n^2, the grid as n^3); bounds leave ~20 %.
     assert result.num_evaluations < (0.7 if resolution == 48 else 0.34) * grid.num_points
+
+
+def test_sparse_matches_dense_where_phantom_surfaces_reach_the_border():
+    # tests/data/torus_border.nsdf is the quick start's fit (`neural-sdf reconstruct data/torus.ply
+    # --model ...`, 2026-11-29 defaults, training history dropped): its field has phantom negative
+    # regions that reach the grid's outer layer. There the dense path's forcing makes cells along
+    # the layer change sign although their raw values do not; before the repair flood used the
+    # forced signs, sparse extraction left holes there (measured at 128: 75,129 faces against the
+    # dense path's 75,144).
+    model = SDFModel.load(Path(__file__).parent / "data" / "torus_border.nsdf")
+    fn = make_fast_forward(model.network)
+    grid = extraction_grid(model.normalization.to_normalized(model.data_bounds), ExtractConfig(resolution=128))
+    dense = _dense(fn, grid)
+    result = sparse_marching_cubes(fn, grid, lipschitz=1.0)
+    assert_same_mesh(result.mesh, dense, TOL_CELLS * grid.spacing)
 
 
 def test_extract_mesh_sparse_default_equals_dense_option(trained_torus):
