@@ -355,6 +355,14 @@ def test_manifests_globs_and_per_item_options(tmp_path: Path) -> None:
     # The same file reached twice (folder and glob) is one item.
     assert len(expand_inputs([tmp_path / "scans", str(tmp_path / "scans" / "**" / "*.ply")])) == 2
 
+    # An explicit first-layer w0 or normal weight is kept as given (no density or normals rule).
+    default = FitOptions()
+    assert default.adapt_w0 and default.adapt_normal_weight
+    opts, _ = apply_overrides(default, TINY_EXTRACT, {"weights.normal": 500.0})
+    assert opts.weights.normal == 500.0 and not opts.adapt_normal_weight and opts.adapt_w0
+    opts, _ = apply_overrides(default, TINY_EXTRACT, {"siren.w0_first": 40.0})
+    assert not opts.adapt_w0 and opts.adapt_normal_weight
+
     with pytest.raises(InputError, match="ambiguous|unknown"):
         apply_overrides(TINY_OPTIONS, TINY_EXTRACT, {"nonsense": 1})
     with pytest.raises(InputError, match="steps must be >= 1"):
