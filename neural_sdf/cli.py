@@ -270,7 +270,7 @@ def _is_model_file(path: Path) -> bool:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from .render import RenderOptions, parse_size, render_views, save_png
+    from .render import RenderOptions, RenderTimeout, parse_size, render_views_guarded, save_png
 
     if args.output.suffix.lower() != ".png":
         raise InputError(f"{args.output}: pictures are written as .png")
@@ -283,7 +283,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(f"invalid option: {exc}") from exc
     items = [g for p in args.paths for g in load_renderable(p)]
-    image = render_views(items, options)
+    try:
+        image = render_views_guarded(items, options, timeout_s=args.timeout)
+    except RenderTimeout as exc:
+        sys.stderr.write(f"neural-sdf: {args.output}: {exc}\n")
+        return EXIT_FAILED
     save_png(image, args.output)
     log.info("wrote %s (%dx%d)", args.output, image.shape[1], image.shape[0])
     return EXIT_OK
@@ -542,6 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normals", action="store_true", help="colour by normal")
     p.add_argument("--size", default="640x480", help="size of each view, WxH (default: 640x480)")
     p.add_argument("--views", type=int, default=1, help="turntable views tiled into one sheet (default: 1)")
+    p.add_argument(
+        "--timeout", type=float, default=120.0,
+        help="seconds to wait for the picture before the render is restarted once (CPU Vulkan drivers "
+        "sometimes hang; default: 120)",
+    )
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_render)
 

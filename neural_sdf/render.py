@@ -25,7 +25,7 @@ from .errors import InputError
 from .geometry import Mesh, PointCloud
 from .io._atomic import atomic_write
 
-__all__ = ["RenderOptions", "render_views", "save_png", "parse_size"]
+__all__ = ["RenderOptions", "render_views", "render_views_guarded", "RenderTimeout", "save_png", "parse_size"]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,62 @@ def render_views(items: Sequence[Mesh | PointCloud], options: RenderOptions = Re
     sheet = np.concatenate([np.concatenate(tiles[r * cols : (r + 1) * cols], axis=1) for r in range(rows)], axis=0)
     del renderer
     return sheet
+
+
+class RenderTimeout(RuntimeError):
+    """No picture came back from any attempt of ``render_views_guarded`` within its timeout."""
+
+
+def _render_worker(conn: Any, items: Sequence[Mesh | PointCloud], options: RenderOptions) -> None:
+    """Child-process body of ``render_views_guarded``: render and send the picture back."""
+    try:
+        conn.send(("ok", render_views(items, options)))
+    except Exception as exc:  # sent to the parent, which raises it there
+        conn.send(("error", exc))
+    finally:
+        conn.close()
+
+
+def render_views_guarded(
+    items: Sequence[Mesh | PointCloud],
+    options: RenderOptions = RenderOptions(),
+    timeout_s: float = 120.0,
+    attempts: int = 2,
+    worker: Any = _render_worker,
+) -> np.ndarray:
+    """``render_views`` in a child process that is killed and retried when it does not answer.
+
+    On CPU-only machines Mesa's lavapipe now and then never finishes a lit frame (one thread loops
+    in JIT-compiled shader code; README "Viewer"), and the call cannot be interrupted in-process.
+    Each attempt runs in a fresh process (``spawn``: about 2 s of imports on top of the render);
+    a hung attempt is killed after ``timeout_s`` seconds and the next one starts.
+
+    Raises:
+        RenderTimeout: every attempt timed out.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    for attempt in range(1, attempts + 1):
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=worker, args=(child, list(items), options), daemon=True)
+        proc.start()
+        child.close()
+        try:
+            if parent.poll(timeout_s):
+                status, payload = parent.recv()
+                if status == "error":
+                    raise payload
+                return payload
+        except EOFError:  # the child died without answering (e.g. a crash in the driver)
+            pass
+        finally:
+            parent.close()
+            proc.kill()
+            proc.join()
+        log.warning("render: no picture after %.0f s (attempt %d of %d); the CPU Vulkan driver sometimes hangs, retrying",
+                    timeout_s, attempt, attempts)
+    raise RenderTimeout(f"no picture after {attempts} attempts of {timeout_s:.0f} s each (CPU Vulkan driver hang?)")
 
 
 def _points_of(item: Mesh | PointCloud) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Offscreen rendering (``neural_sdf.render`` and ``neural-sdf render``): real Open3D renders, no window."""
 
 import math
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,51 @@ def test_render_command_bad_input_is_one_line(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2 and ".png" in proc.stderr
+
+
+def _never_answers(conn, items, options):  # a child that hangs like lavapipe's stuck frame
+    import time
+
+    time.sleep(600)
+
+
+def _retry_marker(test_pid: int) -> str:
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"neural_sdf_render_retry_{test_pid}")
+
+
+def _answers_on_the_second_try(conn, items, options):
+    from neural_sdf.render import _render_worker
+
+    marker = _retry_marker(os.getppid())  # the test process started this child
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        _never_answers(conn, items, options)
+    _render_worker(conn, items, options)
+
+
+def test_guarded_render_kills_a_hung_child_and_retries():
+    # The watchdog of render_views_guarded, for real: spawned children, a real kill after the
+    # timeout, a real retry; only the hang itself is a child that sleeps instead of a stuck driver.
+    import time
+
+    from neural_sdf.render import RenderTimeout, render_views_guarded
+
+    mesh = _icosphere()
+    t = time.monotonic()
+    with pytest.raises(RenderTimeout, match="2 attempts"):
+        render_views_guarded([mesh], RenderOptions(width=32, height=24), timeout_s=3, attempts=2, worker=_never_answers)
+    assert time.monotonic() - t < 30  # both children were killed, not waited for
+
+    marker = _retry_marker(os.getpid())
+    if os.path.exists(marker):
+        os.remove(marker)
+    try:
+        image = render_views_guarded([mesh], RenderOptions(width=40, height=30), timeout_s=30, attempts=2,
+                                     worker=_answers_on_the_second_try)
+    finally:
+        if os.path.exists(marker):
+            os.remove(marker)
+    assert image.shape == (30, 40, 3)
+    assert (np.abs(image.astype(int) - 255).sum(-1) > 30).any()  # the object was drawn
