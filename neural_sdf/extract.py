@@ -6,7 +6,6 @@ stays bounded by the volume itself plus one chunk. Marching cubes is scikit-imag
 with faces oriented outward (positive signed volume). Results are in world units.
 """
 
-import functools
 import logging
 import math
 from typing import Any, Callable, NamedTuple, Optional
@@ -244,25 +243,20 @@ _BITS = np.array([[(i >> 2) & 1, (i >> 1) & 1, i & 1] for i in range(8)], dtype=
 _CHILD_FAR = np.sqrt(np.where(_BITS[:, None, :] == _BITS[None, :, :], 1.0, 4.0).sum(-1))
 
 
-@functools.lru_cache(maxsize=None)
-def _lattice(side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Grid points of a cube of ``side`` cells and how they relate to its corners and children.
-
-    Returns ``points`` ``(P, 3)`` offsets in ``{0..side}^3``, ``dist`` ``(8, P)`` distance from
-    each corner (numbered as ``_BITS``) in cells, ``member`` ``(8, P)`` float32, 1 where a point
-    lies in (or on) child ``q``, and ``corner`` ``(8,)`` the index of each corner in ``points``.
-    """
-    r = np.arange(side + 1)
-    points = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
-    dist = np.linalg.norm(side * _BITS[:, None, :] - points[None], axis=-1)
-    lo = (side // 2) * _BITS[:, None, :]
-    member = np.all((points[None] >= lo) & (points[None] <= lo + side // 2), axis=-1).astype(np.float32)
-    corner = (side * _BITS) @ np.array([(side + 1) ** 2, side + 1, 1])
-    return points, dist, member, corner
+# The last level splits cubes of 2 cells and looks at their 27 grid points: ``_LATTICE`` holds
+# their offsets in {0, 1, 2}^3, ``_LATTICE_DIST[c, u]`` the distance from corner ``c`` (``_BITS``
+# order) to point ``u`` in cells, ``_CHILD_MEMBER[q, u]`` 1.0 where ``u`` is a corner of child
+# ``q``, ``_LATTICE_CORNER[c]`` the index of corner ``c`` in ``_LATTICE`` and ``_IS_CORNER`` the
+# same as a mask.
+_LATTICE = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3)
+_LATTICE_DIST = np.linalg.norm(2 * _BITS[:, None, :] - _LATTICE[None], axis=-1)
+_CHILD_MEMBER = np.all((_LATTICE[None] >= _BITS[:, None, :]) & (_LATTICE[None] <= _BITS[:, None, :] + 1), axis=-1).astype(np.float32)
+_LATTICE_CORNER = (2 * _BITS) @ np.array([9, 3, 1])
+_IS_CORNER = np.isin(np.arange(len(_LATTICE)), _LATTICE_CORNER)
 
 
-def _children_may_change_sign(vals: np.ndarray, side: int, step: float) -> np.ndarray:
-    """Which children of cubes of ``side`` cells may hold grid points of both signs.
+def _children_may_change_sign(vals: np.ndarray, step: float) -> np.ndarray:
+    """Which children of cubes of 2 cells may hold grid points of both signs.
 
     Marching cubes meshes only cells whose corners change sign, so a child matters only if it may
     hold grid points of both signs. With ``|grad f| <= step / spacing``, grid point ``u`` can be
@@ -271,20 +265,18 @@ def _children_may_change_sign(vals: np.ndarray, side: int, step: float) -> np.nd
 
     Args:
         vals: ``(r, 8)`` SDF values at the cubes' corners (``_BITS`` order).
-        side: cube side in grid cells (even).
         step: assumed Lipschitz bound times the grid spacing (SDF units per cell).
 
     Returns:
         ``(r, 8)`` bool over the children.
     """
-    _, dist, member, corner = _lattice(side)
-    reach = step * dist * (1 + 1e-6)  # (8, P)
+    reach = step * _LATTICE_DIST * (1 + 1e-6)  # (8, 27)
     pos = vals >= 0
-    may_neg = np.all(~pos[:, :, None] | (vals[:, :, None] <= reach[None]), axis=1)  # (r, P)
+    may_neg = np.all(~pos[:, :, None] | (vals[:, :, None] <= reach[None]), axis=1)  # (r, 27)
     may_pos = np.all(pos[:, :, None] | (-vals[:, :, None] <= reach[None]), axis=1)
-    may_neg[:, corner] |= ~pos
-    may_pos[:, corner] |= pos
-    return ((may_neg.astype(np.float32) @ member.T) > 0) & ((may_pos.astype(np.float32) @ member.T) > 0)
+    may_neg[:, _LATTICE_CORNER] |= ~pos
+    may_pos[:, _LATTICE_CORNER] |= pos
+    return ((may_neg.astype(np.float32) @ _CHILD_MEMBER.T) > 0) & ((may_pos.astype(np.float32) @ _CHILD_MEMBER.T) > 0)
 
 
 class SparseExtraction(NamedTuple):
@@ -334,10 +326,11 @@ def sparse_marching_cubes(
     on grid points (``_SparseState._last_level``), since marching cubes needs only the cells
     whose corners change sign. Scikit-image's marching cubes then runs, in blocks, on exactly
     the kept cells (its ``mask``), so every cell that the dense path meshes is meshed from the
-    same eight values: the result has the dense path's vertices and faces wherever the bound holds. Two repairs catch cells that a violated bound skipped: a kept
-    cell whose face changes sign pulls in its neighbour across that face (repeatedly), and
-    children certified negative next to the grid's outer layer are meshed there, since that layer
-    is forced outside (``border_value``).
+    same eight values: the result has the dense path's vertices and faces wherever the bound
+    holds. Two repairs catch cells that a violated bound skipped: a kept cell whose face changes
+    sign (the outer layer counted as forced outside) pulls in its neighbour across that face
+    (repeatedly), and children certified negative next to the grid's outer layer are meshed
+    there, since that layer is forced outside (``border_value``).
 
     Memory is bounded by one slab of ``stride + 1`` grid planes (float32 values, boolean marks),
     never the whole volume: at 1024^3 (a 4.3 GB dense volume) a sphere took 0.52 GB, mesh included.
@@ -509,34 +502,31 @@ class _SparseState:
         children are the dense path's sign-changing cells, from far fewer evaluations than
         keeping every child within reach of the surface.
         """
-        lattice, dist, member, corner = _lattice(2)  # 27 points of a parent
-        is_corner = np.zeros(len(lattice), dtype=bool)
-        is_corner[corner] = True
         strides = np.array([slab.known.shape[1] * slab.known.shape[2], slab.known.shape[2], 1], dtype=np.int64)
-        flat = (org @ strides)[:, None] + (lattice @ strides)[None]  # (r, 27) flat slab indices
-        vals = slab.values.ravel()[flat[:, corner]]  # (r, 8) in _BITS order
+        flat = (org @ strides)[:, None] + (_LATTICE @ strides)[None]  # (r, 27) flat slab indices
+        vals = slab.values.ravel()[flat[:, _LATTICE_CORNER]]  # (r, 8) in _BITS order
         neg = vals < 0
         mixed = neg.any(1) & ~neg.all(1)
         child = org[:, None, :] + _BITS[None]  # (r, 8, 3)
         g = child + slab.offset
         real = np.all(g <= self.last_cell, axis=-1)
         # Parents of mixed sign: the children that may change sign, all corners.
-        may_change = _children_may_change_sign(vals[mixed], 2, self.lipschitz * self.grid.spacing)
+        may_change = _children_may_change_sign(vals[mixed], self.lipschitz * self.grid.spacing)
         may_change[~may_change.any(1)] = True  # the bound is violated here: take every child
         self._fill(slab, child[mixed][may_change & real[mixed]], 1)
         # Parents of one sign: the points that may have the other sign.
         uniform = ~mixed
-        reach = self.lipschitz * self.grid.spacing * dist * (1 + 1e-6)  # (8, 27)
-        maybe = np.all(np.abs(vals[uniform])[:, :, None] <= reach[None], axis=1) & ~is_corner  # (u, 27)
-        points = (org[uniform][:, None, :] + lattice[None])[maybe]
+        reach = self.lipschitz * self.grid.spacing * _LATTICE_DIST * (1 + 1e-6)  # (8, 27)
+        maybe = np.all(np.abs(vals[uniform])[:, :, None] <= reach[None], axis=1) & ~_IS_CORNER  # (u, 27)
+        points = (org[uniform][:, None, :] + _LATTICE[None])[maybe]
         self._fill_points(slab, points[np.all(points + slab.offset <= self.shape - 1, axis=1)])
         # Signs of the points; in a parent of one sign, points left unevaluated are certified of
         # that sign; in a parent of mixed sign, children with an unevaluated corner are dropped.
         known = slab.known.ravel()[flat]
         below = np.where(known, slab.values.ravel()[flat] < 0, neg[:, :1])  # (r, 27)
-        num_neg = below.astype(np.float32) @ member.T  # (r, 8 children)
+        num_neg = below.astype(np.float32) @ _CHILD_MEMBER.T  # (r, 8 children)
         keep = (num_neg > 0) & (num_neg < 8)
-        keep[mixed] &= (known[mixed].astype(np.float32) @ member.T) == 8
+        keep[mixed] &= (known[mixed].astype(np.float32) @ _CHILD_MEMBER.T) == 8
         if self.border_value is not None:
             touches = np.any((g == 0) | (g == self.last_cell), axis=-1)
             keep |= touches & neg.any(1, keepdims=True)

@@ -185,8 +185,8 @@ def render_views_guarded(
             parent.close()
             proc.kill()
             proc.join()
-        log.warning("render: no picture after %.0f s (attempt %d of %d); the CPU Vulkan driver sometimes hangs, retrying",
-                    timeout_s, attempt, attempts)
+        log.warning("render: attempt %d of %d gave no picture within %.0f s (the CPU Vulkan driver sometimes hangs)%s",
+                    attempt, attempts, timeout_s, "; retrying" if attempt < attempts else "")
     raise RenderTimeout(f"no picture after {attempts} attempts of {timeout_s:.0f} s each (CPU Vulkan driver hang?)")
 
 
