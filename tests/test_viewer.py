@@ -161,6 +161,62 @@ def test_viewer_bad_file_is_one_line(display, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+HANG_ONCE = """
+import pathlib, sys, time
+out = pathlib.Path(sys.argv[1])
+marker = out.with_name("started")
+if sys.argv[2] == "always" or not marker.exists():
+    marker.touch()
+    (out.parent / f".{out.name}.abcd1234.tmp.png").write_bytes(b"partial")  # what a killed atomic_write leaves
+    time.sleep(300)
+out.write_bytes(b"done")
+"""
+
+
+@pytest.mark.parametrize("mode", ["once", "always"])
+def test_watchdog_kills_a_hung_run_and_starts_it_again(tmp_path, mode):
+    """A real child that hangs (on its first attempt, or always) is killed at the limit; its partial
+    output is removed; the second attempt's result is kept, or WatchdogTimeout when it hangs too."""
+    from viewer.watchdog import WatchdogTimeout, run_with_watchdog
+
+    out = tmp_path / "shot.png"
+    cmd = [sys.executable, "-c", HANG_ONCE, str(out), mode]
+    t0 = time.monotonic()
+    if mode == "once":
+        assert run_with_watchdog(cmd, timeout_s=3, outputs=[out]) == 0
+        assert out.read_bytes() == b"done"
+    else:
+        with pytest.raises(WatchdogTimeout):
+            run_with_watchdog(cmd, timeout_s=3, outputs=[out])
+        assert not out.exists()
+    assert time.monotonic() - t0 < 60  # the 300 s sleeps were killed
+    assert not list(tmp_path.glob(".shot.png.*")), list(tmp_path.iterdir())
+
+
+def test_viewer_screenshot_past_its_timeout_is_one_line(display, torus_mesh, tmp_path):
+    """A real viewer killed by the watchdog (a 1 s limit cannot fit the window's start-up): both
+    attempts are killed, one line on stderr, status 1, no picture and no temporary file left."""
+    out = tmp_path / "x.png"
+    proc = run_viewer(display, str(torus_mesh), "--screenshot", str(out), "--timeout", "1")
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "x.png" in errors[0] and "attempts" in errors[0], proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_viewer_lit_screenshot_runs_watched(display, torus_mesh, tmp_path):
+    """The default (lit) shading, through the watchdog that guards it against the CPU driver's
+    occasional hang (README "Viewer"); the object is drawn."""
+    out = tmp_path / "lit.png"
+    proc = run_viewer(display, str(torus_mesh), "--screenshot", str(out), "--timeout", "120")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import imageio.v3 as iio
+
+    fg = foreground(iio.imread(out)[..., :3])
+    # A lit torus covers 0.2-0.4 of the view here (2026-11-28); an empty picture gives 0.
+    assert 0.05 < fg.mean() < 0.8, fg.mean()
+
+
 def test_view_subcommand_runs_the_viewer_as_a_child(tmp_path, torus_mesh):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     proc = subprocess.run(

@@ -21,7 +21,17 @@ import neural_sdf as ns
 
 from . import data
 from .data import AXES
-from .settings import COMPARES, SHADINGS, SHORTCUTS, ViewerSettings, build_parser, parse_size, settings_from_args
+from .settings import (
+    COMPARES,
+    FRAME_TIMEOUT_S,
+    SCREENSHOT_TIMEOUT_S,
+    SHADINGS,
+    SHORTCUTS,
+    ViewerSettings,
+    build_parser,
+    parse_size,
+    settings_from_args,
+)
 
 log = logging.getLogger(__name__)
 
@@ -703,6 +713,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                 "`neural-sdf render PATH... -o out.png`, or run under a virtual display: `xvfb-run -a neural-sdf view ...`\n"
             )
             return EXIT_BAD_INPUT
+        # Unattended runs go to a watched child (which loads and checks the inputs itself).
+        if (args.screenshot is not None or args.export_interp is not None) and os.environ.get(WATCHED_ENV) is None:
+            timeout = args.timeout
+            if timeout is None:
+                timeout = SCREENSHOT_TIMEOUT_S + (FRAME_TIMEOUT_S * args.frames if args.export_interp is not None else 0.0)
+            if timeout > 0:
+                return _run_watched(list(sys.argv[1:] if argv is None else argv), timeout, args)
         items = [data.load_item(p) for p in args.paths]
         gt = ns.load_mesh(args.gt) if args.gt is not None else None
         if args.export_interp is not None and sum(it.kind == "model" for it in items) < 2:
@@ -722,3 +739,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     gui.Application.instance.run()
     return viewer.exit_code
+
+
+WATCHED_ENV = "NEURAL_SDF_VIEWER_WATCHED"
+"""Set in the environment of a viewer that runs under ``_run_watched``'s watchdog (so it does not start another)."""
+
+
+def _run_watched(argv: list[str], timeout_s: float, args: Any) -> int:
+    """Run this viewer again as a child under a watchdog (``--screenshot`` and ``--export-interp``).
+
+    A child that runs past ``timeout_s`` is killed, its partial outputs removed, and started once
+    more; if that one hangs too, one line on stderr and status 1.
+    """
+    from .watchdog import WatchdogTimeout, run_with_watchdog
+
+    outputs = [p for p in (args.screenshot, args.export_interp) if p is not None]
+    try:
+        return run_with_watchdog(
+            [sys.executable, "-m", "viewer", *argv], timeout_s, env={**os.environ, WATCHED_ENV: "1"}, outputs=outputs
+        )
+    except WatchdogTimeout as exc:
+        sys.stderr.write(f"viewer: error: {outputs[0]}: {exc}; try --shading normals, or `neural-sdf render`\n")
+        return EXIT_FAILED

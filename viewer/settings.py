@@ -14,6 +14,11 @@ Shading = Literal["lit", "wireframe", "normals"]
 Compare = Literal["overlay", "side", "toggle"]
 SHADINGS: tuple[str, ...] = ("lit", "wireframe", "normals")
 COMPARES: tuple[str, ...] = ("overlay", "side", "toggle")
+SCREENSHOT_TIMEOUT_S = 180.0
+"""Default watchdog limit of a ``--screenshot`` run (window start-up 5-10 s, meshing a model at the
+default resolution 128 a few seconds, a frame 0.1-10 s on the CPU; README "Viewer")."""
+FRAME_TIMEOUT_S = 60.0
+"""Added to the limit per frame of ``--export-interp`` (each frame is meshed, then drawn)."""
 
 SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("W", "cycle shading: lit / wireframe / colour by normal"),
@@ -78,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="render the interpolation sequence to this .gif, .mp4 or folder of PNGs, then exit",
     )
     p.add_argument("--frames", type=int, default=11, help="frames in an exported interpolation sequence (default: 11)")
+    p.add_argument(
+        "--timeout", type=float, default=None,
+        help="with --screenshot or --export-interp: seconds before a run is killed and started once more "
+        f"(default: {SCREENSHOT_TIMEOUT_S:.0f}, plus {FRAME_TIMEOUT_S:.0f} per exported frame; 0: no watchdog)",
+    )
     return p
 
 
@@ -95,6 +105,8 @@ def settings_from_args(args: argparse.Namespace) -> ViewerSettings:
         raise ValueError(f"--resolution must be in 8..1024, got {args.resolution}")
     if args.point_size <= 0:
         raise ValueError(f"--point-size must be > 0, got {args.point_size}")
+    if args.timeout is not None and args.timeout < 0:
+        raise ValueError(f"--timeout must be >= 0, got {args.timeout}")
     return ViewerSettings(
         shading=args.shading,
         point_size=args.point_size,
