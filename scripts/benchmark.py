@@ -7,6 +7,8 @@ Prints one table:
   reference at the same network and batch, interleaved, as a ratio and as a fraction of the
   matrix-product rate (FLOPs per point per step: 12 * sum(in * out) over the linear layers:
   forward, input gradient, and the double backward; 2.37 MFLOP for the paper's 256x3 network);
+* the same step's matrix products alone (same shapes, no elementwise work): the floor of any step
+  that keeps them, and each step's speed as a fraction of it;
 * extraction at 256 and 512 with the paper's network fitted to a shape: network evaluations and
   seconds, sparse (default) vs dense (``--dense``); the dense path is timed on a sample of its
   grid chunks and extrapolated unless ``--dense-full`` (dense 512 is 134 M evaluations);
@@ -18,6 +20,7 @@ Usage::
 
     python scripts/benchmark.py                  # CPU, about 10-20 minutes on 2 busy cores
     python scripts/benchmark.py --quick          # smaller, a few minutes (a smoke run)
+    python scripts/benchmark.py --train-only --compile   # training rows only, plus torch.compile
     python scripts/benchmark.py --device cuda    # see scripts/gpu_benchmark.sh
 """
 
@@ -69,7 +72,57 @@ def flops_per_point(net: Siren) -> float:
     return 12.0 * sum(m.in_features * m.out_features for m in layers)
 
 
-def train_rate(hidden: int, layers: int, batch: int, reps: int, device: str) -> dict:
+def matmul_floor_step(net: Siren, rows: int, device: str):
+    """Return a function that runs only the matrix products of one training step of ``net``.
+
+    Per linear layer (in -> out) over ``rows`` points: two ``rows x in x out`` products (forward,
+    adjoint of the gradient chain), two ``rows x out x in`` (gradient chain, backward of the
+    forward chain) and one weight gradient over ``2 rows`` (what the fused step fuses): 12 * rows
+    * in * out FLOPs, the step's whole FLOP count. Its time is the floor of any step that keeps
+    these products, at this machine's rate for these shapes.
+    """
+    layers = [layer.linear for layer in net.layers] + [net.last]
+    bufs = []
+    for m in layers:
+        i, o = m.in_features, m.out_features
+        bufs.append((torch.randn(rows, i, device=device), torch.randn(rows, o, device=device),
+                     torch.randn(i, o, device=device), torch.randn(2 * rows, o, device=device),
+                     torch.randn(2 * rows, i, device=device)))
+
+    def run(_: int) -> None:
+        for a, b, w, ga, gb in bufs:
+            a @ w, a @ w, b @ w.t(), b @ w.t(), ga.t() @ gb
+
+    return run
+
+
+def compiled_fused_step(fused_step, device: str):
+    """Wrap a fused step so that its row chunks run through ``torch.compile`` (inductor).
+
+    The fused step calls ``neural_sdf.nn.fused._fused_chunk`` by module lookup; the wrapper swaps in
+    the compiled chunk for its own calls only, so the other steps of the interleaved loop stay eager.
+    Returns the wrapped step and the seconds its first call (compilation included) took.
+    """
+    import neural_sdf.nn.fused as fused_module
+
+    eager = fused_module._fused_chunk
+    compiled = torch.compile(eager, dynamic=False)
+
+    def step(rep: int) -> None:
+        fused_module._fused_chunk = compiled
+        try:
+            fused_step(rep)
+        finally:
+            fused_module._fused_chunk = eager
+
+    _sync(device)
+    t = time.perf_counter()
+    step(0)
+    _sync(device)
+    return step, time.perf_counter() - t
+
+
+def train_rate(hidden: int, layers: int, batch: int, reps: int, device: str, compile_step: bool = False) -> dict:
     """Points/s of the fused and the autograd step, interleaved (same network, same batches)."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -79,6 +132,10 @@ def train_rate(hidden: int, layers: int, batch: int, reps: int, device: str) -> 
     net = Siren(SirenConfig(hidden_dim=hidden, num_hidden_layers=layers)).to(device)
     sampling = SamplingConfig(batch_size=batch)
     steps = {impl: make_sdf_step(net, pts, nrm, sampling, LossWeights(), 0, impl) for impl in ("fused", "autograd")}
+    steps["matmul_floor"] = matmul_floor_step(net, 2 * batch, device)
+    compile_s = None
+    if compile_step:
+        steps["compiled"], compile_s = compiled_fused_step(steps["fused"], device)
     times: dict[str, list[float]] = {k: [] for k in steps}
     for rep in range(reps + 1):  # the first round warms up
         for impl, step in steps.items():
@@ -95,6 +152,11 @@ def train_rate(hidden: int, layers: int, batch: int, reps: int, device: str) -> 
         out[impl] = {"median_pts_s": rows / statistics.median(ts), "best_pts_s": rows / min(ts)}
     out["ratio_median"] = out["fused"]["median_pts_s"] / out["autograd"]["median_pts_s"]
     out["ratio_best"] = out["fused"]["best_pts_s"] / out["autograd"]["best_pts_s"]
+    out["fused_of_floor"] = out["fused"]["median_pts_s"] / out["matmul_floor"]["median_pts_s"]
+    if compile_step:
+        out["compile_s"] = compile_s
+        out["compiled_over_fused"] = out["compiled"]["median_pts_s"] / out["fused"]["median_pts_s"]
+    out["autograd_of_floor"] = out["autograd"]["median_pts_s"] / out["matmul_floor"]["median_pts_s"]
     return out
 
 
@@ -216,6 +278,8 @@ def main() -> None:
     parser.add_argument("--dense-full", action="store_true", help="run the dense extraction fully (slow at 512)")
     parser.add_argument("--resolutions", default="256,512")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--compile", action="store_true", help="also time the fused step under torch.compile")
+    parser.add_argument("--train-only", action="store_true", help="only the training rows (no extraction, no memory)")
     args = parser.parse_args()
     device = args.device
     if args.quick:
@@ -229,9 +293,12 @@ def main() -> None:
     nets = [(256, 3), (128, 3), (128, 2), (64, 3)] if not args.quick else [(256, 3), (64, 3)]
     res["train"] = []
     for hidden, layers in nets:
-        row = train_rate(hidden, layers, 5000, args.reps, device)
+        row = train_rate(hidden, layers, 5000, args.reps, device, args.compile)
         res["train"].append(row)
         print(f"train {row['network']}: fused {row['fused']['median_pts_s']:.0f} pts/s, autograd {row['autograd']['median_pts_s']:.0f} pts/s, x{row['ratio_median']:.2f}", flush=True)
+    if args.train_only:
+        print_table(res, args)
+        return
 
     model = SDFModel.load(args.model, device=device) if args.model else fit_model(args.shape, args.fit_steps, 2500, device)
     res["extract"] = []
@@ -248,33 +315,48 @@ def main() -> None:
     res["memory"] = peak_memory(args.shape, model_path, mem_points, 512 if not args.quick else 256, 5, device)
     res["self_peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
-    # ------------------------------------------------------------------ the table
+    print_table(res, args)
+
+def print_table(res: dict, args: argparse.Namespace) -> None:
+    """Print the results as Markdown tables (and write ``--json``)."""
+    device = res["device"]
     lines = ["", f"## neural_sdf speed benchmark ({device}, {res['threads']} threads, torch {res['torch']})", ""]
     lines.append(f"fp32 matrix product (2048^3): {res['matmul_gflops']:.0f} GFLOP/s")
     lines.append("")
-    lines.append("| network | rows/step | fused pts/s | autograd pts/s | fused / autograd | fused % of matmul rate | autograd % |")
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("| network | rows/step | fused pts/s | autograd pts/s | fused / autograd | fused % of matmul rate | autograd % "
+                 "| products alone pts/s | fused % of that | autograd % of that |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for row in res["train"]:
         f, a = row["fused"]["median_pts_s"], row["autograd"]["median_pts_s"]
         fl = row["flops_per_point"] / 1e9
         lines.append(
             f"| {row['network']} | {row['rows_per_step']} | {f:,.0f} | {a:,.0f} | {row['ratio_median']:.2f}x (best {row['ratio_best']:.2f}x) "
-            f"| {100 * f * fl / res['matmul_gflops']:.0f} % | {100 * a * fl / res['matmul_gflops']:.0f} % |"
+            f"| {100 * f * fl / res['matmul_gflops']:.0f} % | {100 * a * fl / res['matmul_gflops']:.0f} % "
+            f"| {row['matmul_floor']['median_pts_s']:,.0f} | {100 * row['fused_of_floor']:.0f} % | {100 * row['autograd_of_floor']:.0f} % |"
         )
-    lines.append("")
-    lines.append("| extraction | sparse evals | dense evals | fewer evals | sparse s | dense s | faster | dense timing |")
-    lines.append("|---|---|---|---|---|---|---|---|")
-    for row in res["extract"]:
+    compiled = [row for row in res["train"] if "compile_s" in row]
+    if compiled:
+        lines.append("")
+        lines.append("| network | torch.compile of the fused step vs eager fused | first step (compilation) s |")
+        lines.append("|---|---|---|")
+        for row in compiled:
+            lines.append(f"| {row['network']} | {row['compiled_over_fused']:.2f}x | {row['compile_s']:.1f} |")
+    if res.get("extract"):
+        lines.append("")
+        lines.append("| extraction | sparse evals | dense evals | fewer evals | sparse s | dense s | faster | dense timing |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+    for row in res.get("extract", []):
         lines.append(
             f"| {row['resolution']} | {row['sparse_evals']:,} | {row['dense_evals']:,} | {row['eval_ratio']:.1f}x "
             f"| {row['sparse_s']:.1f} | {row['dense_s']:.1f} | {row['time_ratio']:.1f}x | {row['dense_measured']} |"
         )
-    m = res["memory"]
-    lines.append("")
-    lines.append(
-        f"peak memory: {m['points']:,}-point input, fit (5 steps) + sparse extraction at {512 if not args.quick else 256}: "
-        f"{m['peak_rss_gb']:.2f} GB resident (this process: {res['self_peak_rss_gb']:.2f} GB)"
-    )
+    if "memory" in res:
+        m = res["memory"]
+        lines.append("")
+        lines.append(
+            f"peak memory: {m['points']:,}-point input, fit (5 steps) + sparse extraction at {512 if not args.quick else 256}: "
+            f"{m['peak_rss_gb']:.2f} GB resident (this process: {res['self_peak_rss_gb']:.2f} GB)"
+        )
     lines.append("Absolute numbers come from whatever else runs on the machine; the ratios are measured side by side.")
     print("\n".join(lines))
     if args.json:

@@ -37,7 +37,7 @@ def main() -> None:
         rows[name] = row
         o, q = row["ours"], row["poisson"]
         print(
-            f"| {name} | {o['f05']:.5f} | {q['f05']:.5f} | {o['f05'] - q['f05']:+.5f} | {max(o['f05_spread'], q['f05_spread']):.5f} | "
+            f"| {name} | {o['f05']:.6f} | {q['f05']:.6f} | {o['f05'] - q['f05']:+.6f} | {max(o['f05_spread'], q['f05_spread']):.6f} | "
             f"{o['nc']:.4f} | {q['nc']:.4f} | {o['nc'] - q['nc']:+.4f} |",
             flush=True,
         )
