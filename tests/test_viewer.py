@@ -253,6 +253,19 @@ def test_sdf_slice_of_a_sphere():
     assert sl.colors[sl.values.ravel().argmin()][2] > sl.colors[sl.values.ravel().argmin()][0]  # inside is blue
 
 
+def test_distance_colours_saturate_early():
+    """A slice near a surface must not look white: a quarter of the saturation distance already
+    takes half of the way from white to the side's colour (the linear ramp took a quarter, and
+    slices looked almost white in the window)."""
+    from viewer.data import distance_colors
+
+    c = distance_colors(np.array([0.0, -0.26, 0.26, -2.0, 2.0]), scale=1.0)  # 0.26: between level bands
+    inside, outside = c[3], c[4]
+    assert inside[2] > inside[0] and outside[0] > outside[2]  # blue inside, red outside
+    for k, full in ((1, inside), (2, outside)):
+        assert np.abs(1.0 - c[k]).sum() >= 0.5 * np.abs(1.0 - full).sum(), (c[k], full)
+
+
 def test_model_files_are_recognized():
     from viewer.data import is_model_file, load_item
 

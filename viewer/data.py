@@ -166,15 +166,18 @@ class SdfSlice:
 
 
 def distance_colors(d: np.ndarray, scale: float) -> np.ndarray:
-    """Colour signed distances: blue inside, red outside, white at zero; ``|d| >= scale`` saturates.
+    """Colour signed distances: blue inside, red outside, white near zero; ``|d| >= scale`` saturates.
 
     Thin dark bands every ``scale / 4`` show the level sets. Returns ``(..., 3)`` RGB in [0, 1].
     """
     s = np.clip(np.asarray(d, dtype=np.float64) / scale, -1.0, 1.0)[..., None]
-    inside = np.array([0.15, 0.35, 0.85])
-    outside = np.array([0.85, 0.25, 0.15])
+    inside = np.array([0.05, 0.25, 0.80])
+    outside = np.array([0.85, 0.15, 0.05])
     white = np.ones(3)
-    rgb = np.where(s < 0, white + (-s) * (inside - white), white + s * (outside - white))
+    # The square root saturates quickly away from zero: with a linear ramp most of a slice near a
+    # surface stayed almost white (and the renderer's tone mapping pales colours further).
+    t = np.sqrt(np.abs(s))
+    rgb = np.where(s < 0, white + t * (inside - white), white + t * (outside - white))
     bands = np.abs(np.asarray(d) / (scale / 4.0)) % 1.0
     rgb *= np.where(bands[..., None] < 0.08, 0.8, 1.0)
     return np.clip(rgb, 0.0, 1.0)
