@@ -21,7 +21,7 @@ import numpy as np
 from .geometry import Mesh, PointCloud
 from .sampling import sample_mesh_surface
 
-__all__ = ["MeshMetrics", "evaluate_meshes", "nearest_distances", "DEFINITION", "psnr"]
+__all__ = ["MeshMetrics", "evaluate_meshes", "exact_fscore", "nearest_distances", "DEFINITION", "psnr"]
 
 DEFINITION = (
     "Both meshes sampled area-weighted ({n} points each, seed {seed}); nearest-sample distances "
@@ -112,6 +112,49 @@ def evaluate_meshes(
         num_samples=num_samples,
         definition=DEFINITION.format(n=num_samples, seed=seed),
     )
+
+
+def exact_fscore(
+    pred: Mesh, gt: Mesh, tau: float = 0.005, num_samples: int = 100_000, seed: int = 0
+) -> dict[str, float]:
+    """F-score at ``tau`` with each sample's exact distance to the other *surface*, not its nearest sample.
+
+    Near F = 1 the sample-to-sample definition (``evaluate_meshes``) counts samples as misses only
+    because the other mesh's nearest *sample* is far although its surface is near (a few in
+    100,000 on the shapes of the README's quality table, every one within 0.1 % of the diagonal of
+    the other surface). The nearest-sample distance is an upper bound of the distance to the
+    surface, so only samples at or beyond ``tau`` are measured again against the other mesh's
+    triangles (``trimesh.proximity.closest_point``); the others already count as hits. Same
+    samples as ``evaluate_meshes`` with the same ``num_samples`` and ``seed``.
+
+    Args:
+        pred, gt: meshes in the same units.
+        tau: threshold as a fraction of the GT bounding-box diagonal.
+
+    Returns:
+        ``{"fscore", "precision", "recall", "remeasured"}`` (``remeasured``: samples measured exactly).
+    """
+    import trimesh
+
+    if pred.is_empty or gt.is_empty:
+        raise ValueError("pred and gt must both have faces")
+    p = sample_mesh_surface(pred, num_samples, seed=seed).points
+    g = sample_mesh_surface(gt, num_samples, seed=seed + 1).points
+    limit = tau * float(np.linalg.norm(gt.vertices.max(0) - gt.vertices.min(0)))
+
+    def hits(src: np.ndarray, dst_samples: np.ndarray, dst: Mesh) -> tuple[np.ndarray, int]:
+        d, _ = nearest_distances(src, dst_samples)
+        far = np.nonzero(d >= limit)[0]
+        if len(far):
+            surface = trimesh.Trimesh(dst.vertices, dst.faces, process=False)
+            d[far] = trimesh.proximity.closest_point(surface, src[far])[1]
+        return d < limit, len(far)
+
+    hit_p, n_p = hits(p, g, gt)
+    hit_g, n_g = hits(g, p, pred)
+    prec, rec = float(hit_p.mean()), float(hit_g.mean())
+    f = 0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec)
+    return {"fscore": f, "precision": prec, "recall": rec, "remeasured": float(n_p + n_g)}
 
 
 def psnr(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> float:

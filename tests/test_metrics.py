@@ -65,3 +65,19 @@ def test_nearest_distances_match_brute_force() -> None:
     full = np.linalg.norm(src[:, None] - dst[None], axis=-1)
     np.testing.assert_allclose(dist, full.min(1))
     np.testing.assert_array_equal(idx, full.argmin(1))
+
+
+def test_exact_fscore_counts_surfaces_not_samples() -> None:
+    """Two copies of one sphere sampled sparsely: nearest *samples* lie farther apart than a tight
+    tau, so the sample-to-sample F-score is below 1, while every sample lies on the other surface
+    (exact F = 1). Shifted by twice tau, no sample is within tau of the other surface (F = 0)."""
+    from neural_sdf.metrics import exact_fscore
+
+    sphere = make_icosphere(subdivisions=4)
+    sampled = evaluate_meshes(sphere, sphere, num_samples=500, taus=(0.005,))
+    assert sampled.fscore["0.5%"] < 0.9  # 500 samples on a unit sphere lie ~0.16 apart; tau is 0.017
+    exact = exact_fscore(sphere, sphere, tau=0.005, num_samples=500)
+    assert exact["fscore"] == 1.0 and exact["remeasured"] > 0, exact
+    diag = float(np.linalg.norm(sphere.vertices.max(0) - sphere.vertices.min(0)))
+    shifted = Mesh(sphere.vertices * (1 + 2 * 0.005 * diag), sphere.faces)  # radius grows by 2 tau
+    assert exact_fscore(shifted, sphere, tau=0.005, num_samples=500)["fscore"] == 0.0
