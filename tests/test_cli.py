@@ -223,6 +223,14 @@ def test_reconstruct_extract_evaluate_end_to_end(work, capsys) -> None:
     assert data["fscore"]["1%"] > 0.99
     rc, stdout, _ = _run(["evaluate", out / "mesh.obj", work["gt"]], capsys)
     assert rc == 0 and "F-score @1%" in stdout and "definition" in stdout
+    rc, stdout, err = _run(["evaluate", out / "again.ply", out / "mesh.obj", "--json", "--exact", "--samples", "2000"], capsys)
+    assert rc == 0, err
+    data = json.loads(stdout)
+    # Exact distances never count fewer hits than nearest samples (those are upper bounds); with
+    # 2,000 samples the nearest-sample F at 0.5% is below the exact one here.
+    assert set(data["fscore_exact"]) == {"0.5%", "1%"}
+    assert all(data["fscore_exact"][k] >= data["fscore"][k] for k in data["fscore"])
+    assert data["fscore_exact"]["0.5%"] > data["fscore"]["0.5%"], data
 
 
 def test_fit_shows_progress_unless_quiet(work, capsys) -> None:
