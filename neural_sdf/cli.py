@@ -431,14 +431,21 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
     if args.render:
         from tqdm.auto import tqdm
 
-        from .render import RenderOptions, parse_size, render_views
+        from .render import RenderOptions, RenderTimeout, parse_size, render_views_guarded
 
         try:
             w, h = parse_size(args.size)
             options = RenderOptions(width=w, height=h)
         except ValueError as exc:
             raise InputError(f"invalid option: {exc}") from exc
-        pictures = [render_views([f.mesh], options) for f in tqdm(frames, desc="render", unit="frame", disable=args.quiet, leave=False)]
+        try:
+            # Each frame in a fresh, watched child: several renderers (or several frames of changed
+            # geometry) in one process hung on Mesa's CPU Vulkan driver within a few frames (README "Viewer").
+            pictures = [render_views_guarded([f.mesh], options)
+                        for f in tqdm(frames, desc="render", unit="frame", disable=args.quiet, leave=False)]
+        except RenderTimeout as exc:
+            sys.stderr.write(f"neural-sdf: {args.output}: {exc}\n")
+            return EXIT_FAILED
     args.output.mkdir(exist_ok=True)
     record = []
     for i, f in enumerate(frames):
