@@ -433,9 +433,11 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
 
         from .render import RenderOptions, RenderTimeout, parse_size, render_views_guarded
 
+        pts = np.concatenate([f.mesh.vertices for f in frames])
         try:
             w, h = parse_size(args.size)
-            options = RenderOptions(width=w, height=h)
+            # One camera for the whole sequence: the box of all frames.
+            options = RenderOptions(width=w, height=h, bounds=(tuple(map(float, pts.min(0))), tuple(map(float, pts.max(0)))))
         except ValueError as exc:
             raise InputError(f"invalid option: {exc}") from exc
         try:

@@ -16,7 +16,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -43,6 +43,9 @@ class RenderOptions:
     elevation_deg: float = 20.0
     background: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     point_size: float = 3.0
+    bounds: Optional[tuple[tuple[float, float, float], tuple[float, float, float]]] = None
+    """Frame this world box ``(lo, hi)`` instead of the items' own (keeps the camera still across
+    the pictures of a sequence)."""
 
     def __post_init__(self) -> None:
         if not (16 <= self.width <= 8192 and 16 <= self.height <= 8192):
@@ -98,8 +101,11 @@ def render_views(items: Sequence[Mesh | PointCloud], options: RenderOptions = Re
     renderer = rendering.OffscreenRenderer(options.width, options.height)
     scene = renderer.scene
     scene.set_background(list(options.background))
-    lo = np.min([np.min(_points_of(i), axis=0) for i in items], axis=0)
-    hi = np.max([np.max(_points_of(i), axis=0) for i in items], axis=0)
+    if options.bounds is not None:
+        lo, hi = (np.asarray(b, dtype=float) for b in options.bounds)
+    else:
+        lo = np.min([np.min(_points_of(i), axis=0) for i in items], axis=0)
+        hi = np.max([np.max(_points_of(i), axis=0) for i in items], axis=0)
     for n, item in enumerate(items):
         geom = _to_o3d(item, options.normals)
         mat = rendering.MaterialRecord()
@@ -124,6 +130,10 @@ def render_views(items: Sequence[Mesh | PointCloud], options: RenderOptions = Re
         az = 2 * math.pi * v / options.views + math.radians(30)
         eye = center + dist * np.array([math.cos(elev) * math.sin(az), math.sin(elev), math.cos(elev) * math.cos(az)])
         renderer.setup_camera(fov, center.tolist(), eye.tolist(), [0.0, 1.0, 0.0])
+        if options.bounds is not None:
+            # setup_camera puts the far plane by the scene's own extent; a larger box would clip it.
+            renderer.scene.camera.set_projection(fov, options.width / options.height, max(dist - 2 * radius, dist * 1e-3),
+                                                 dist + 2 * radius, rendering.Camera.FovType.Vertical)
         tiles.append(np.asarray(renderer.render_to_image())[..., :3].copy())
     cols = math.ceil(math.sqrt(options.views))
     rows = math.ceil(options.views / cols)

@@ -130,3 +130,18 @@ def test_guarded_render_kills_a_hung_child_and_retries():
             os.remove(marker)
     assert image.shape == (30, 40, 3)
     assert (np.abs(image.astype(int) - 255).sum(-1) > 30).any()  # the object was drawn
+
+
+def test_render_bounds_fix_the_camera():
+    """``RenderOptions.bounds`` frames that box instead of the items (a still camera for sequences):
+    a unit sphere framed in a box three times its size is drawn at a third of the size, not clipped."""
+    mesh = _icosphere()
+
+    def covered(bounds):
+        p = render_views([mesh], RenderOptions(width=64, height=48, normals=True, bounds=bounds))
+        return (np.abs(p.astype(int) - p[0, 0].astype(int)).sum(-1) > 30).mean()
+
+    own, same, wide = covered(None), covered(((-1.0,) * 3, (1.0,) * 3)), covered(((-3.0,) * 3, (3.0,) * 3))
+    # A ninth of the area expected; measured 0.171, 0.171 and 0.0195 (2026-11-29). Before the far
+    # plane was set from the box, the wide sphere was clipped away (0.0).
+    assert abs(same - own) < 0.02 and 0.05 * own < wide < 0.2 * own, (own, same, wide)

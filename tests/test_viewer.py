@@ -275,11 +275,10 @@ def test_model_files_are_recognized():
 
 
 def test_viewer_exports_the_interpolation_as_gif(display, tmp_path):
-    """``--export-interp`` end to end: real windows render 3 frames and a GIF is written.
+    """``--export-interp`` end to end (the *Export sequence* button's code): 3 frames and a GIF.
 
-    Each frame is a fresh window (``--screenshot`` of a child viewer): one window rendering the
-    three frames in turn hung in 3 of 4 runs here (2026-11-29), fresh windows in 0 of 5 (17-19 s
-    each). Was marked slow while it used one window.
+    The frames are drawn offscreen, each in a fresh child process: drawn in the window one after
+    the other they hung in 3 of 4 runs here (2026-11-29). Was marked slow while it used the window.
     """
     import imageio.v3 as iio
 
@@ -314,17 +313,6 @@ def test_write_sequence_formats(tmp_path, name):
         np.testing.assert_allclose(video.reshape(4, -1).mean(axis=1), [40 * k + 2 for k in range(4)], atol=4)
     else:
         assert sorted(p.name for p in path.iterdir()) == [f"frame_{k:03d}.png" for k in range(4)]
-
-
-def test_settings_survive_the_command_line():
-    """``settings_to_argv`` gives the flags that rebuild the same settings (how export frames start)."""
-    from viewer.settings import ViewerSettings, build_parser, settings_from_args, settings_to_argv
-
-    for s in (ViewerSettings(), ViewerSettings(shading="normals", point_size=5.5, show_normals=True, show_overlay=False,
-                                               slice_axis="y", slice_offset=-0.25, interp_t=0.4, compare="toggle",
-                                               active=1, resolution=48, show_panel=False)):
-        args = build_parser().parse_args(["a.nsdf", *settings_to_argv(s)])
-        assert settings_from_args(args) == s
 
 
 @pytest.mark.parametrize("target,models,words", [

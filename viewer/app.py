@@ -23,6 +23,7 @@ from . import data
 from .data import AXES
 from .settings import (
     COMPARES,
+    FRAME_TIMEOUT_S,
     SCREENSHOT_TIMEOUT_S,
     SHADINGS,
     SHORTCUTS,
@@ -601,32 +602,41 @@ class ViewerApp:
         self._render(write)
 
     def export_sequence(self, path: Path) -> None:
-        """Render the interpolation at ``num_frames`` times in [0, 1] and write a GIF, MP4 or PNG folder."""
+        """Render the interpolation at ``num_frames`` times in [0, 1] and write a GIF, MP4 or PNG folder.
+
+        The frames are drawn offscreen, each in a fresh watched child process
+        (``neural_sdf.render.render_views_guarded``), with one camera framing all of them, at the
+        3D view's size: drawn in this window, frame after frame, the export of the test models hung
+        in 3 of 4 runs on Mesa's CPU Vulkan driver (README "Viewer"). All of it runs in a worker.
+        """
         if self.interp is None:
             self.errors.append("export: interpolation needs two model files")
             self._sync_widgets()
             return
         times = [k / max(self.num_frames - 1, 1) for k in range(self.num_frames)]
         interp = self.interp
+        frame = self.scene.frame
+        width, height = max(int(frame.width), 16), max(int(frame.height), 16)
+        normals = self.settings.shading == "normals"
 
-        def compute() -> None:
-            for t in times:
-                interp.compute(t)
+        def work() -> Path:
+            from neural_sdf.render import RenderOptions, render_views_guarded
 
-        def render_all(_: Any) -> None:
-            frames: list[np.ndarray] = []
+            meshes = [interp.compute(t) for t in times]
+            shown = [m for m in meshes if not m.is_empty]
+            if not shown:
+                raise ValueError("export: no frame of the interpolation has a surface")
+            pts = np.concatenate([m.vertices for m in shown])
+            box = (tuple(map(float, pts.min(axis=0))), tuple(map(float, pts.max(axis=0))))
+            options = RenderOptions(width=width, height=height, normals=normals, bounds=box)
+            frames = []
+            for k, mesh in enumerate(meshes):
+                blank = np.full((height, width, 3), 255, dtype=np.uint8)
+                frames.append(blank if mesh.is_empty else render_views_guarded([mesh], options))
+                log.info("export: frame %d of %d (t=%.3g) rendered", k + 1, len(times), times[k])
+            return write_sequence(frames, path)
 
-            def step(k: int) -> None:
-                if k == len(times):
-                    self._start_job("write sequence", lambda: write_sequence(frames, path), lambda p: self._exported(p))
-                    return
-                self.settings.interp_t = times[k]
-                self.apply()
-                self._render(lambda arr: (frames.append(arr), step(k + 1)))
-
-            step(0)
-
-        self._start_job("export frames", compute, render_all)
+        self._start_job("export", work, self._exported)
 
     def _exported(self, path: Path) -> None:
         log.info("wrote %s", path)
@@ -712,11 +722,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                 "`neural-sdf render PATH... -o out.png`, or run under a virtual display: `xvfb-run -a neural-sdf view ...`\n"
             )
             return EXIT_BAD_INPUT
-        # Unattended runs go to watched children (which load and check the inputs themselves).
-        if args.export_interp is not None and args.screenshot is None and os.environ.get(WATCHED_ENV) is None:
-            return _export_in_fresh_windows(args, settings)
-        if args.screenshot is not None and os.environ.get(WATCHED_ENV) is None:
-            timeout = SCREENSHOT_TIMEOUT_S if args.timeout is None else args.timeout
+        if args.export_interp is not None:
+            check_export_target(args.export_interp)
+        # Unattended runs go to a watched child (which loads and checks the inputs itself).
+        if (args.screenshot is not None or args.export_interp is not None) and os.environ.get(WATCHED_ENV) is None:
+            timeout = args.timeout
+            if timeout is None:
+                timeout = SCREENSHOT_TIMEOUT_S + (FRAME_TIMEOUT_S * args.frames if args.export_interp is not None else 0.0)
             if timeout > 0:
                 return _run_watched(list(sys.argv[1:] if argv is None else argv), timeout, args)
         items = [data.load_item(p) for p in args.paths]
@@ -744,57 +756,19 @@ WATCHED_ENV = "NEURAL_SDF_VIEWER_WATCHED"
 """Set in the environment of a viewer that runs under ``_run_watched``'s watchdog (so it does not start another)."""
 
 
-def _export_in_fresh_windows(args: Any, settings: ViewerSettings) -> int:
-    """``--export-interp``: render each frame as a ``--screenshot`` of a fresh viewer, then write the sequence.
+def check_export_target(out: Path) -> None:
+    """Check an ``--export-interp`` target: a ``.gif`` or ``.mp4`` file, or a folder for PNG frames.
 
-    One window rendering frame after frame hung on Mesa's CPU Vulkan driver in 3 of 4 runs of the
-    three-frame test export (2026-11-29), while a fresh window per picture seldom does (README
-    "Viewer"). Each frame is a child viewer at ``--interp-t t`` under the watchdog (killed and
-    started once more past ``--timeout``, default 180 s per frame); the frames are then written as
-    one GIF, MP4 or folder of PNGs. Returns the exit status.
+    Raises:
+        InputError: another extension, a file where a folder is wanted, or a folder that cannot be written.
     """
-    import dataclasses
-    import tempfile
-
     from neural_sdf.io import check_writable
 
-    from .settings import settings_to_argv
-    from .watchdog import WatchdogTimeout, run_with_watchdog
-
-    out = args.export_interp
     if out.suffix and out.suffix.lower() not in (".gif", ".mp4"):
         raise ns.InputError(f"{out}: sequences are written as .gif, .mp4 or a folder of PNGs")
     if out.exists() and not out.suffix and not out.is_dir():
         raise ns.InputError(f"{out}: not a folder")
     check_writable(out if out.suffix else out.with_suffix(".png"))  # the file, or the folder the frame folder goes in
-    items = [data.load_item(p) for p in args.paths]
-    if sum(it.kind == "model" for it in items) < 2:
-        raise ns.InputError(f"{out}: exporting an interpolation needs two model files")
-    timeout = SCREENSHOT_TIMEOUT_S if args.timeout is None else (args.timeout or 1e9)  # 0: no limit
-    times = [k / max(args.frames - 1, 1) for k in range(args.frames)]
-    frames = []
-    env = {**os.environ, WATCHED_ENV: "1"}
-    with tempfile.TemporaryDirectory(prefix="neural_sdf_export_") as tmp:
-        for k, t in enumerate(times):
-            png = Path(tmp) / f"frame_{k:03d}.png"
-            cmd = [sys.executable, "-m", "viewer", *map(str, args.paths), "--size", args.size,
-                   *settings_to_argv(dataclasses.replace(settings, interp_t=t)), "--screenshot", str(png)]
-            if args.gt is not None:
-                cmd += ["--gt", str(args.gt)]
-            try:
-                code = run_with_watchdog(cmd, timeout, env=env, outputs=[png])
-            except WatchdogTimeout as exc:
-                sys.stderr.write(f"viewer: error: {out}: frame {k} (t={t:.3g}): {exc}\n")
-                return EXIT_FAILED
-            if code != 0:
-                return code  # the child said why, in one line
-            import imageio.v3 as iio
-
-            frames.append(np.asarray(iio.imread(png))[..., :3])
-            log.info("frame %d of %d (t=%.3g) rendered", k + 1, len(times), t)
-    write_sequence(frames, out)
-    log.info("wrote %s (%d frames)", out, len(frames))
-    return EXIT_OK
 
 
 def _run_watched(argv: list[str], timeout_s: float, args: Any) -> int:

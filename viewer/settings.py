@@ -15,9 +15,10 @@ Compare = Literal["overlay", "side", "toggle"]
 SHADINGS: tuple[str, ...] = ("lit", "wireframe", "normals")
 COMPARES: tuple[str, ...] = ("overlay", "side", "toggle")
 SCREENSHOT_TIMEOUT_S = 180.0
-"""Default watchdog limit of a ``--screenshot`` run, and of each frame of ``--export-interp`` (window
-start-up 5-10 s, meshing a model at the default resolution 128 a few seconds, a frame 0.1-10 s on
-the CPU; README "Viewer")."""
+"""Default watchdog limit of a ``--screenshot`` run (window start-up 5-10 s, meshing a model at the
+default resolution 128 a few seconds, a frame 0.1-10 s on the CPU; README "Viewer")."""
+FRAME_TIMEOUT_S = 60.0
+"""Added to the limit per frame of ``--export-interp`` (each frame is meshed, then drawn offscreen)."""
 
 SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("W", "cycle shading: lit / wireframe / colour by normal"),
@@ -79,13 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hide-panel", action="store_true", help="start with the side panel hidden")
     p.add_argument(
         "--export-interp", type=Path, default=None,
-        help="render the interpolation sequence to this .gif, .mp4 or folder of PNGs (each frame in a fresh window), then exit",
+        help="render the interpolation sequence to this .gif, .mp4 or folder of PNGs, then exit",
     )
     p.add_argument("--frames", type=int, default=11, help="frames in an exported interpolation sequence (default: 11)")
     p.add_argument(
         "--timeout", type=float, default=None,
-        help="with --screenshot (or per frame of --export-interp): seconds before the window is killed and started "
-        f"once more (default: {SCREENSHOT_TIMEOUT_S:.0f}; 0: no limit)",
+        help="with --screenshot or --export-interp: seconds before the run is killed and started once more "
+        f"(default: {SCREENSHOT_TIMEOUT_S:.0f}, plus {FRAME_TIMEOUT_S:.0f} per exported frame; 0: no watchdog)",
     )
     return p
 
@@ -119,27 +120,6 @@ def settings_from_args(args: argparse.Namespace) -> ViewerSettings:
         resolution=args.resolution,
         show_panel=not args.hide_panel,
     )
-
-
-def settings_to_argv(settings: ViewerSettings) -> list[str]:
-    """The flags that make ``settings_from_args`` rebuild ``settings`` (fields the flags cover).
-
-    Used to start fresh viewer processes in the same state (``--export-interp`` renders each
-    frame in its own window).
-    """
-    s = settings
-    argv = ["--shading", s.shading, "--point-size", repr(s.point_size), "--slice-offset", repr(s.slice_offset),
-            "--interp-t", repr(s.interp_t), "--compare", s.compare, "--active", str(s.active),
-            "--resolution", str(s.resolution)]
-    if s.show_normals:
-        argv.append("--show-normals")
-    if not s.show_overlay:
-        argv.append("--no-overlay")
-    if s.slice_axis is not None:
-        argv += ["--slice-axis", s.slice_axis]
-    if not s.show_panel:
-        argv.append("--hide-panel")
-    return argv
 
 
 def parse_size(text: str) -> tuple[int, int]:
