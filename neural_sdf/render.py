@@ -46,12 +46,17 @@ class RenderOptions:
     bounds: Optional[tuple[tuple[float, float, float], tuple[float, float, float]]] = None
     """Frame this world box ``(lo, hi)`` instead of the items' own (keeps the camera still across
     the pictures of a sequence)."""
+    camera: Optional[tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float], float]] = None
+    """``(eye, center, up, vertical fov in degrees)``: look from here instead of the turntable (one
+    view only; e.g. the viewer's current camera). Near and far planes come from the framed box."""
 
     def __post_init__(self) -> None:
         if not (16 <= self.width <= 8192 and 16 <= self.height <= 8192):
             raise ValueError(f"size must be between 16 and 8192 pixels per side, got {self.width}x{self.height}")
         if not 1 <= self.views <= 64:
             raise ValueError(f"views must be in 1..64, got {self.views}")
+        if self.camera is not None and self.views != 1:
+            raise ValueError(f"a fixed camera gives one view, got views={self.views}")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -129,11 +134,16 @@ def render_views(items: Sequence[Mesh | PointCloud], options: RenderOptions = Re
     for v in range(options.views):
         az = 2 * math.pi * v / options.views + math.radians(30)
         eye = center + dist * np.array([math.cos(elev) * math.sin(az), math.sin(elev), math.cos(elev) * math.cos(az)])
-        renderer.setup_camera(fov, center.tolist(), eye.tolist(), [0.0, 1.0, 0.0])
-        if options.bounds is not None:
+        look, up = center, np.array([0.0, 1.0, 0.0])
+        if options.camera is not None:
+            eye, look, up, fov = (np.asarray(options.camera[0], float), np.asarray(options.camera[1], float),
+                                  np.asarray(options.camera[2], float), float(options.camera[3]))
+        renderer.setup_camera(fov, look.tolist(), eye.tolist(), up.tolist())
+        if options.bounds is not None or options.camera is not None:
             # setup_camera puts the far plane by the scene's own extent; a larger box would clip it.
-            renderer.scene.camera.set_projection(fov, options.width / options.height, max(dist - 2 * radius, dist * 1e-3),
-                                                 dist + 2 * radius, rendering.Camera.FovType.Vertical)
+            d = float(np.linalg.norm(center - eye))
+            renderer.scene.camera.set_projection(fov, options.width / options.height, max(d - 2 * radius, d * 1e-3),
+                                                 d + 2 * radius, rendering.Camera.FovType.Vertical)
         tiles.append(np.asarray(renderer.render_to_image())[..., :3].copy())
     cols = math.ceil(math.sqrt(options.views))
     rows = math.ceil(options.views / cols)

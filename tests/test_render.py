@@ -145,3 +145,23 @@ def test_render_bounds_fix_the_camera():
     # A ninth of the area expected; measured 0.171, 0.171 and 0.0195 (2026-11-29). Before the far
     # plane was set from the box, the wide sphere was clipped away (0.0).
     assert abs(same - own) < 0.02 and 0.05 * own < wide < 0.2 * own, (own, same, wide)
+
+
+def test_render_camera_is_the_given_pose():
+    """``RenderOptions.camera`` looks from the given pose: the turntable's own first pose gives the
+    same picture, a pose from the other side a different one; more views with one camera are refused."""
+    mesh = _icosphere()
+    default = render_views([mesh], RenderOptions(width=64, height=48, normals=True))
+    lo, hi = mesh.vertices.min(0), mesh.vertices.max(0)
+    dist = float(np.linalg.norm(hi - lo)) / 2 / math.sin(math.radians(20)) * 1.05
+    elev, az = math.radians(20), math.radians(30)
+    eye = dist * np.array([math.cos(elev) * math.sin(az), math.sin(elev), math.cos(elev) * math.cos(az)])
+    same = render_views([mesh], RenderOptions(width=64, height=48, normals=True,
+                                              camera=(tuple(eye), (0.0, 0.0, 0.0), (0.0, 1.0, 0.0), 40.0)))
+    behind = render_views([mesh], RenderOptions(width=64, height=48, normals=True,
+                                                camera=(tuple(-eye), (0.0, 0.0, 0.0), (0.0, 1.0, 0.0), 40.0)))
+    differ = lambda a, b: (np.abs(a.astype(int) - b.astype(int)).sum(-1) > 30).mean()  # noqa: E731
+    # Measured 0.0 and 0.17 (normal colours of opposite sides), 2026-11-29.
+    assert differ(same, default) < 0.01 and differ(behind, default) > 0.05, (differ(same, default), differ(behind, default))
+    with pytest.raises(ValueError, match="one view"):
+        RenderOptions(views=2, camera=((0.0, 0.0, 5.0), (0.0, 0.0, 0.0), (0.0, 1.0, 0.0), 40.0))

@@ -618,6 +618,7 @@ class ViewerApp:
         frame = self.scene.frame
         width, height = max(int(frame.width), 16), max(int(frame.height), 16)
         normals = self.settings.shading == "normals"
+        camera = self._camera_pose()
 
         def work() -> Path:
             from neural_sdf.render import RenderOptions, render_views_guarded
@@ -628,7 +629,7 @@ class ViewerApp:
                 raise ValueError("export: no frame of the interpolation has a surface")
             pts = np.concatenate([m.vertices for m in shown])
             box = (tuple(map(float, pts.min(axis=0))), tuple(map(float, pts.max(axis=0))))
-            options = RenderOptions(width=width, height=height, normals=normals, bounds=box)
+            options = RenderOptions(width=width, height=height, normals=normals, bounds=box, camera=camera)
             frames = []
             for k, mesh in enumerate(meshes):
                 blank = np.full((height, width, 3), 255, dtype=np.uint8)
@@ -637,6 +638,20 @@ class ViewerApp:
             return write_sequence(frames, path)
 
         self._start_job("export", work, self._exported)
+
+    def _camera_pose(self) -> Optional[tuple]:
+        """The 3D view's camera as ``(eye, center, up, vertical fov)`` (``RenderOptions.camera``), or None."""
+        cam = self.scene.scene.camera
+        view = np.asarray(cam.get_view_matrix(), dtype=float)  # world -> camera; the camera looks along -z
+        rot, shift = view[:3, :3], view[:3, 3]
+        eye = -rot.T @ shift
+        box = self._scene_box()
+        dist = float(np.linalg.norm((box[0] + box[1]) / 2 - eye)) if box is not None else 1.0
+        fov = float(cam.get_field_of_view())
+        if not np.all(np.isfinite(view)) or not 1.0 <= fov <= 170.0:
+            return None
+        center = eye - rot[2] * max(dist, 1e-9)
+        return tuple(map(float, eye)), tuple(map(float, center)), tuple(map(float, rot[1])), fov
 
     def _exported(self, path: Path) -> None:
         log.info("wrote %s", path)
