@@ -225,7 +225,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.exact:
         from .metrics import exact_fscore
 
-        exact = {key: exact_fscore(pred, gt, float(key[:-1]) / 100, num_samples=args.samples, seed=args.seed) for key in m.fscore}
+        exact = exact_fscore(pred, gt, num_samples=args.samples, seed=args.seed)
     if args.json:
         extra = {"fscore_exact": {k: v["fscore"] for k, v in exact.items()}} if exact else {}
         sys.stdout.write(json.dumps({"pred": str(args.pred), "gt": str(args.gt), **m.to_dict(), **extra}, indent=2) + "\n")

@@ -76,8 +76,8 @@ def test_exact_fscore_counts_surfaces_not_samples() -> None:
     sphere = make_icosphere(subdivisions=4)
     sampled = evaluate_meshes(sphere, sphere, num_samples=500, taus=(0.005,))
     assert sampled.fscore["0.5%"] < 0.9  # 500 samples on a unit sphere lie ~0.16 apart; tau is 0.017
-    exact = exact_fscore(sphere, sphere, tau=0.005, num_samples=500)
+    exact = exact_fscore(sphere, sphere, taus=(0.005,), num_samples=500)["0.5%"]
     assert exact["fscore"] == 1.0 and exact["remeasured"] > 0, exact
     diag = float(np.linalg.norm(sphere.vertices.max(0) - sphere.vertices.min(0)))
     shifted = Mesh(sphere.vertices * (1 + 2 * 0.005 * diag), sphere.faces)  # radius grows by 2 tau
-    assert exact_fscore(shifted, sphere, tau=0.005, num_samples=500)["fscore"] == 0.0
+    assert exact_fscore(shifted, sphere, taus=(0.005,), num_samples=500)["0.5%"]["fscore"] == 0.0
