@@ -431,13 +431,12 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
     if args.render:
         from tqdm.auto import tqdm
 
-        from .render import RenderOptions, RenderTimeout, parse_size, render_views_guarded
+        from .render import RenderOptions, RenderTimeout, bounds_of, parse_size, render_views_guarded
 
-        pts = np.concatenate([f.mesh.vertices for f in frames])
         try:
             w, h = parse_size(args.size)
             # One camera for the whole sequence: the box of all frames.
-            options = RenderOptions(width=w, height=h, bounds=(tuple(map(float, pts.min(0))), tuple(map(float, pts.max(0)))))
+            options = RenderOptions(width=w, height=h, bounds=bounds_of([f.mesh for f in frames]))
         except ValueError as exc:
             raise InputError(f"invalid option: {exc}") from exc
         try:

@@ -25,7 +25,7 @@ from .errors import InputError
 from .geometry import Mesh, PointCloud
 from .io._atomic import atomic_write
 
-__all__ = ["RenderOptions", "render_views", "render_views_guarded", "RenderTimeout", "save_png", "parse_size"]
+__all__ = ["RenderOptions", "bounds_of", "render_views", "render_views_guarded", "RenderTimeout", "save_png", "parse_size"]
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,7 @@ def render_views(items: Sequence[Mesh | PointCloud], options: RenderOptions = Re
     renderer = rendering.OffscreenRenderer(options.width, options.height)
     scene = renderer.scene
     scene.set_background(list(options.background))
-    if options.bounds is not None:
-        lo, hi = (np.asarray(b, dtype=float) for b in options.bounds)
-    else:
-        lo = np.min([np.min(_points_of(i), axis=0) for i in items], axis=0)
-        hi = np.max([np.max(_points_of(i), axis=0) for i in items], axis=0)
+    lo, hi = (np.asarray(b, dtype=float) for b in (options.bounds or bounds_of(items)))
     for n, item in enumerate(items):
         geom = _to_o3d(item, options.normals)
         mat = rendering.MaterialRecord()
@@ -152,6 +148,13 @@ def render_views(items: Sequence[Mesh | PointCloud], options: RenderOptions = Re
     sheet = np.concatenate([np.concatenate(tiles[r * cols : (r + 1) * cols], axis=1) for r in range(rows)], axis=0)
     del renderer
     return sheet
+
+
+def bounds_of(items: Sequence[Mesh | PointCloud]) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """World box ``(lo, hi)`` of meshes and clouds together (``RenderOptions.bounds`` of a sequence)."""
+    lo = np.min([np.min(_points_of(i), axis=0) for i in items], axis=0)
+    hi = np.max([np.max(_points_of(i), axis=0) for i in items], axis=0)
+    return (float(lo[0]), float(lo[1]), float(lo[2])), (float(hi[0]), float(hi[1]), float(hi[2]))
 
 
 class RenderTimeout(RuntimeError):

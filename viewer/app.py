@@ -621,18 +621,16 @@ class ViewerApp:
         camera = self._camera_pose()
 
         def work() -> Path:
-            from neural_sdf.render import RenderOptions, render_views_guarded
+            from neural_sdf.render import RenderOptions, bounds_of, render_views_guarded
 
             meshes = [interp.compute(t) for t in times]
             shown = [m for m in meshes if not m.is_empty]
             if not shown:
                 raise ValueError("export: no frame of the interpolation has a surface")
-            pts = np.concatenate([m.vertices for m in shown])
-            box = (tuple(map(float, pts.min(axis=0))), tuple(map(float, pts.max(axis=0))))
-            options = RenderOptions(width=width, height=height, normals=normals, bounds=box, camera=camera)
+            options = RenderOptions(width=width, height=height, normals=normals, bounds=bounds_of(shown), camera=camera)
+            blank = np.full((height, width, 3), 255, dtype=np.uint8)
             frames = []
             for k, mesh in enumerate(meshes):
-                blank = np.full((height, width, 3), 255, dtype=np.uint8)
                 frames.append(blank if mesh.is_empty else render_views_guarded([mesh], options))
                 log.info("export: frame %d of %d (t=%.3g) rendered", k + 1, len(times), times[k])
             return write_sequence(frames, path)
