@@ -26,26 +26,23 @@ class WatchdogTimeout(RuntimeError):
 def remove_partial_outputs(outputs: Sequence[Path]) -> list[Path]:
     """Delete the temporary files that ``neural_sdf.io.atomic_write`` leaves when its process is killed.
 
-    ``atomic_write`` writes ``.NAME.XXXXXXXX.tmpEXT`` beside the target and renames it at the end;
-    a killed process leaves it behind. For a folder output (numbered PNG frames) the leftovers
-    inside the folder are removed.
+    For a folder output (numbered PNG frames) the leftovers of the files inside it are removed too.
 
     Returns:
         The paths removed.
     """
+    from neural_sdf.io import partial_files, partial_files_in
+
     removed = []
     for out in outputs:
         out = Path(out)
-        patterns = [(out.parent, f".{out.name}.*.tmp*")]
-        if out.is_dir():
-            patterns.append((out, ".*.tmp*"))
-        for folder, pattern in patterns:
-            for leftover in folder.glob(pattern):
-                try:
-                    leftover.unlink()
-                    removed.append(leftover)
-                except OSError:
-                    pass
+        leftovers = partial_files(out) + (partial_files_in(out) if out.is_dir() else [])
+        for leftover in leftovers:
+            try:
+                leftover.unlink()
+                removed.append(leftover)
+            except OSError:
+                pass
     return removed
 
 

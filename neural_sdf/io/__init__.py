@@ -1,6 +1,6 @@
 """Files to and from containers and plain checkpoint dicts. Backends are imported lazily."""
 
-from ._atomic import atomic_write, check_writable
+from ._atomic import atomic_write, check_writable, partial_files, partial_files_in
 from .checkpoint import load_model_file, save_model_file
 from .mesh import MESH_EXTENSIONS, load_mesh, save_mesh
 from .pointcloud import POINT_EXTENSIONS, load_points, save_points
@@ -8,6 +8,8 @@ from .pointcloud import POINT_EXTENSIONS, load_points, save_points
 __all__ = [
     "atomic_write",
     "check_writable",
+    "partial_files",
+    "partial_files_in",
     "load_mesh",
     "save_mesh",
     "load_points",

@@ -1,6 +1,7 @@
 """Atomic output: write to a temporary file in the target folder, then rename over the target."""
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Iterator
 from .._typing import PathLike
 from ..errors import InputError
 
-__all__ = ["atomic_write", "check_writable"]
+__all__ = ["atomic_write", "check_writable", "partial_files", "partial_files_in"]
 
 
 def check_writable(path: PathLike) -> Path:
@@ -39,6 +40,25 @@ def check_writable(path: PathLike) -> Path:
     return p
 
 
+_TEMP_PATTERN = "{prefix}*.tmp*"
+"""Glob of ``atomic_write``'s temporary files: ``.NAME.`` + random part + ``.tmp`` + extension."""
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def partial_files(path: PathLike) -> list[Path]:
+    """Temporary files of ``atomic_write(path)`` left behind by a process that was killed mid-write."""
+    target = Path(path)
+    return sorted(target.parent.glob(_TEMP_PATTERN.format(prefix=glob.escape(_temp_prefix(target)))))
+
+
+def partial_files_in(folder: PathLike) -> list[Path]:
+    """Temporary files of ``atomic_write`` to any file in ``folder``, left behind by a killed process."""
+    return sorted(Path(folder).glob(_TEMP_PATTERN.format(prefix=".*.")))
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it.
@@ -50,7 +70,7 @@ def atomic_write(path: PathLike, suffix: str = "") -> Iterator[Path]:
     target = check_writable(path)
     suffix = suffix or target.suffix
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=f".tmp{suffix}", dir=target.parent)
     except OSError as exc:
         raise InputError(f"{target}: cannot write in output folder {target.parent} ({exc.strerror or exc})") from exc
     os.close(fd)
