@@ -153,10 +153,10 @@ def train_rate(hidden: int, layers: int, batch: int, reps: int, device: str, com
     out["ratio_median"] = out["fused"]["median_pts_s"] / out["autograd"]["median_pts_s"]
     out["ratio_best"] = out["fused"]["best_pts_s"] / out["autograd"]["best_pts_s"]
     out["fused_of_floor"] = out["fused"]["median_pts_s"] / out["matmul_floor"]["median_pts_s"]
+    out["autograd_of_floor"] = out["autograd"]["median_pts_s"] / out["matmul_floor"]["median_pts_s"]
     if compile_step:
         out["compile_s"] = compile_s
         out["compiled_over_fused"] = out["compiled"]["median_pts_s"] / out["fused"]["median_pts_s"]
-    out["autograd_of_floor"] = out["autograd"]["median_pts_s"] / out["matmul_floor"]["median_pts_s"]
     return out
 
 
