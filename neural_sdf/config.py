@@ -178,7 +178,7 @@ NormalsMode = Literal["auto", "given", "estimate", "none"]
 
 @dataclass(frozen=True)
 class ScanConfig:
-    """How raw scans are cleaned and oriented before the fit (issue 4)."""
+    """How raw scans are cleaned and oriented before the fit."""
 
     normals: NormalsMode = _f(
         "auto",
@@ -186,11 +186,19 @@ class ScanConfig:
         "file's normals only; estimate: ignore the file's normals and estimate them; none: fit without "
         "normals (eikonal + annealed divergence loss)",
     )
-    denoise: bool = _f(True, "drop statistical outliers (points far from their neighbours)")
+    cleanup: bool = _f(True, "drop far outliers, exact repeats and local outliers (--no-cleanup keeps every finite point)")
+    denoise: bool = _f(True, "drop local outliers: points off the surface their neighbours define, and isolated points")
     dedupe: bool = _f(True, "drop exactly repeated points")
-    outlier_neighbors: int = _f(16, "neighbours of the statistical outlier test")
+    outlier_neighbors: int = _f(16, "neighbours of the local outlier test")
     outlier_threshold: float = _f(
-        6.0, "a point is an outlier when its mean neighbour distance exceeds median + this many robust sigmas"
+        8.0, "a point is off the surface when its distance to its neighbours' plane exceeds this many times "
+        "the larger of their noise and half their spacing",
+    )
+    isolation_factor: float = _f(
+        2.0, "a point is isolated when its 4th neighbour is farther than this many times the sparsest flat surface's 4th-neighbour distance"
+    )
+    max_outlier_share: float = _f(
+        0.1, "when the outlier test would drop more than this share of the points, it drops none and warns"
     )
     far_factor: float = _f(
         20.0, "drop points farther from the median than this many times the 99th-percentile distance (0: off)"
@@ -212,6 +220,8 @@ class ScanConfig:
             raise ValueError("max_points must be >= 1000 and orient_points >= 100")
         if self.outlier_threshold <= 0 or self.far_factor < 0 or self.divergence_weight < 0:
             raise ValueError("outlier_threshold must be > 0, far_factor and divergence_weight >= 0")
+        if self.isolation_factor <= 0 or not 0 <= self.max_outlier_share <= 1:
+            raise ValueError("isolation_factor must be > 0 and max_outlier_share in [0, 1]")
 
 
 def replace_given(config: T, **values: Any) -> T:

@@ -69,7 +69,7 @@ class FitOptions:
     when ``--weight-normal`` is given."""
 
 
-TRUSTED_NORMALS = ("given", "given-flipped")
+TRUSTED_NORMALS = ("given", "given-flipped", "given-repaired")
 """``PreparedCloud.normals_from`` values whose normals get the recipe's full normal weight."""
 
 
