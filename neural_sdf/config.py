@@ -78,6 +78,9 @@ class LossWeights:
     normal: float = _f(100.0, "weight of 1 - cos(grad f, n) on surface samples")
     eikonal: float = _f(50.0, "weight of | |grad f| - 1 | on all samples")
     alpha: float = _f(100.0, "decay rate alpha of the off-surface term, in 1/normalized units")
+    sign: float = _f(
+        0.0, "weight of relu(-s f) on free-space samples whose side s the oriented input gives (0: off, as in the paper)"
+    )
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,11 @@ NormalsMode = Literal["auto", "given", "estimate", "none"]
 class ScanConfig:
     """How raw scans are cleaned and oriented before the fit."""
 
+    columns: str = _f(
+        "",
+        "what the columns of a text point file (.xyz .txt .csv .pts) hold, e.g. 'x y z nx ny nz' or "
+        "'x y z r g b a' (skip a column with '-'); empty: read the file's header or guess from the count",
+    )
     normals: NormalsMode = _f(
         "auto",
         "auto: the file's normals when present and usable, else estimate and orient them; given: the "

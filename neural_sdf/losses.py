@@ -12,6 +12,7 @@ __all__ = [
     "sdf_off_surface_loss",
     "normal_alignment_loss",
     "eikonal_loss",
+    "sdf_sign_loss",
     "divergence_loss",
     "mse_loss",
     "poisson_residual",
@@ -43,6 +44,16 @@ def normal_alignment_loss(grad: torch.Tensor, normals: torch.Tensor, on_surface:
     """Mean ``1 - cos(grad f, n)`` over surface samples. ``grad``, ``normals`` ``(M, 3)``."""
     cos = torch.nn.functional.cosine_similarity(grad, normals, dim=-1, eps=1e-8)
     return _masked_mean(1.0 - cos, on_surface)
+
+
+def sdf_sign_loss(sdf: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """Mean ``relu(-s f(x))`` over the samples whose side ``s`` (-1 inside, +1 outside) is known.
+
+    Zero wherever ``f`` has the sign the oriented input gives; elsewhere it pulls ``f`` towards
+    that side, so no closed pocket of the wrong sign (a phantom sheet) survives away from the
+    data. ``sdf`` ``(M, 1)``, ``sign`` ``(M,)`` in {-1, 0, 1} (0: unknown, not counted).
+    """
+    return _masked_mean(torch.relu(-sign * sdf.squeeze(-1)), sign != 0)
 
 
 def eikonal_loss(grad: torch.Tensor) -> torch.Tensor:

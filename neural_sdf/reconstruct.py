@@ -34,6 +34,7 @@ from .fields.sdf import SDFModel, cloud_to_tensors, make_outside_positive, make_
 from .geometry import Mesh, PointCloud, bounds, fit_normalization, point_spacing
 from .io.pointcloud import PointSource
 from .nn import Siren
+from .sampling import sign_grid
 from .train import fit, load_training_state, save_training_state
 
 __all__ = ["FitOptions", "fit_sdf", "extract_mesh", "reconstruct", "ReconstructResult", "SUPPORT_POINTS", "quality_preset", "QUALITY_PRESETS"]
@@ -144,9 +145,12 @@ def fit_sdf(
     torch.manual_seed(options.train.seed)  # initialization only; batches use per-step generators
     network = Siren(options.siren).to(device)
     points, normals = cloud_to_tensors(cloud, normalization, device)
+    signs = None
+    if cloud.normals is not None and options.weights.sign > 0:
+        signs = sign_grid(normalization.to_normalized(cloud.points), cloud.normals, device=device)
     step_fn = make_sdf_step(
         network, points, normals, options.sampling, options.weights, options.train.seed, options.train.step_impl,
-        **normal_free,
+        **normal_free, signs=signs,
     )
     optimizer = torch.optim.Adam(network.parameters(), lr=options.train.lr)
     fingerprint = _fingerprint(cloud, options)
@@ -167,7 +171,7 @@ def fit_sdf(
                 network = Siren(options.siren).to(device)
                 step_fn = make_sdf_step(
                     network, points, normals, options.sampling, options.weights, options.train.seed, options.train.step_impl,
-                    **normal_free,
+                    **normal_free, signs=signs,
                 )
                 optimizer = torch.optim.Adam(network.parameters(), lr=options.train.lr)
 

@@ -133,3 +133,32 @@ def _contact(cloud: PointCloud, label: np.ndarray, gap: float) -> np.ndarray:
         dist, _ = cKDTree(p[low, :2]).query(p[top, :2], k=1, distance_upper_bound=3 * spacing)
         hidden[np.flatnonzero(top)[np.isfinite(dist)]] = True
     return hidden
+
+
+def cut_holes(mesh: Mesh, num_holes: int, hole_fraction: float, seed: int = 0) -> Mesh:
+    """Delete ``num_holes`` round patches of faces, each about ``hole_fraction`` of the mesh's area.
+
+    Patch centres are faces drawn at random, at least three patch radii apart; a patch is the
+    faces whose centroid lies within the radius that holds ``hole_fraction`` of the area.
+
+    Returns:
+        The mesh without those faces (unused vertices kept; they carry no surface).
+    """
+    v, f = mesh.vertices, mesh.faces
+    centroid = v[f].mean(axis=1)
+    area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
+    rng = np.random.default_rng(seed)
+    remove = np.zeros(len(f), dtype=bool)
+    centres: list[np.ndarray] = []
+    for candidate in rng.permutation(len(f)):
+        if len(centres) == num_holes:
+            break
+        c = centroid[candidate]
+        dist = np.linalg.norm(centroid - c, axis=1)
+        order = np.argsort(dist)
+        radius = dist[order[np.searchsorted(np.cumsum(area[order]), hole_fraction * area.sum())]]
+        if any(np.linalg.norm(c - other) < 3 * radius for other in centres):
+            continue
+        centres.append(c)
+        remove |= dist <= radius
+    return Mesh(v, f[~remove])

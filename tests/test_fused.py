@@ -56,6 +56,30 @@ def test_fused_matches_autograd_float64(hidden_dim, num_hidden_layers, row_chunk
         torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12 * float(g.abs().max()), msg=name)
 
 
+def test_fused_sign_term_matches_autograd_float64():
+    # The free-space sign term (losses.sdf_sign_loss) through both paths: the sign grid of the
+    # sphere cloud tells inside from outside; an untrained network has the wrong sign on many
+    # free-space samples, so the term and its gradient are far from zero.
+    from neural_sdf.sampling import sign_grid
+
+    torch.manual_seed(4)
+    net = Siren(SirenConfig(hidden_dim=32, num_hidden_layers=2)).double()
+    pts, nrm = _sphere_cloud(2000, torch.float64)
+    signs = sign_grid(pts.numpy(), nrm.numpy(), resolution=24)
+    batch = sample_sdf_batch(pts, nrm, SamplingConfig(batch_size=200, off_surface_ratio=2.0), step_generator(0, 5, pts.device), signs)
+    assert batch.sign is not None and int((batch.sign != 0).sum()) > 100
+    weights = LossWeights(sign=1000.0)
+    ref_loss, ref_terms, ref_grads = _reference(net, batch, weights)
+    assert ref_terms["sign"] > 0
+    result = fused_sdf_loss_backward(
+        net, batch.coords, batch.normals, batch.on_surface, batch.off_surface, weights, row_chunk=64, sign=batch.sign
+    )
+    assert abs(float(result.loss) - ref_loss) <= 1e-10 * abs(ref_loss)
+    assert result.terms["sign"] == pytest.approx(ref_terms["sign"], rel=1e-10)
+    for (name, p), g in zip(net.named_parameters(), ref_grads):
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12 * float(g.abs().max()), msg=name)
+
+
 def test_fused_accumulates_into_existing_grad_and_handles_empty_masks():
     torch.manual_seed(2)
     net = Siren(SirenConfig(hidden_dim=16, num_hidden_layers=2)).double()

@@ -15,10 +15,10 @@ from ..config import LossWeights, SamplingConfig, SirenConfig, config_from_dict,
 from ..errors import InputError
 from ..geometry import Normalization, PointCloud, bounds
 from ..io.checkpoint import MODEL_FORMAT, load_model_file, save_model_file
-from ..losses import divergence_loss, eikonal_loss, normal_alignment_loss, sdf_off_surface_loss, sdf_surface_loss
+from ..losses import divergence_loss, eikonal_loss, normal_alignment_loss, sdf_off_surface_loss, sdf_sign_loss, sdf_surface_loss
 from ..nn import Siren, divergence, gradient
 from ..nn.fused import DEFAULT_ROW_CHUNK, fused_sdf_loss_backward, supports_fused
-from ..sampling import SDFBatch, iter_chunks, sample_sdf_batch, step_generator
+from ..sampling import SDFBatch, SignGrid, iter_chunks, sample_sdf_batch, step_generator
 from ..train import StepFn
 
 __all__ = [
@@ -141,6 +141,8 @@ def _value_gradient_terms(
         "off_surface": sdf_off_surface_loss(f, batch.off_surface, weights.alpha),
         "eikonal": eikonal_loss(grad),
     }
+    if batch.sign is not None and weights.sign > 0:
+        terms["sign"] = sdf_sign_loss(f, batch.sign)
     return coords, f, grad, terms
 
 
@@ -148,6 +150,10 @@ def sdf_loss(
     network: Siren, batch: SDFBatch, weights: LossWeights
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The SIREN SDF loss (paper Eq. 6) by plain autograd: the reference implementation.
+
+    When the batch carries sign targets and ``weights.sign > 0``, the free-space sign term
+    (``losses.sdf_sign_loss``) is added: it keeps pockets of the wrong sign, the phantom sheets
+    inside shells with holes, from forming where the oriented input says which side is which.
 
     Returns:
         ``(loss, terms)``: the weighted scalar loss (with graph) and each unweighted term.
@@ -160,6 +166,8 @@ def sdf_loss(
         + weights.normal * terms["normal"]
         + weights.eikonal * terms["eikonal"]
     )
+    if "sign" in terms:
+        loss = loss + weights.sign * terms["sign"]
     return loss, {k: float(v.detach()) for k, v in terms.items()}
 
 
@@ -228,6 +236,7 @@ def make_sdf_step(
     *,
     divergence_weight: float = 0.0,
     total_steps: int = 1,
+    signs: Optional[SignGrid] = None,
 ) -> StepFn:
     """Return a ``StepFn`` that draws the batch of each step from ``(seed, step)`` and backpropagates.
 
@@ -237,6 +246,8 @@ def make_sdf_step(
             and falls back to the autograd reference otherwise; "autograd" always uses ``sdf_loss``.
         normals: ``None`` for a normal-free fit: the step uses ``sdf_loss_normal_free`` (autograd),
             its divergence weight annealed from ``divergence_weight`` over ``total_steps``.
+        signs: which side each free-space sample lies on (``sampling.sign_grid``), for the sign
+            term weighted ``weights.sign``; None leaves it out.
     """
     if normals is None:
         zeros = torch.zeros_like(points)
@@ -261,10 +272,10 @@ def make_sdf_step(
         return DEFAULT_ROW_CHUNK if points.device.type == "cpu" and torch.get_num_threads() == 1 else None
 
     def step_fn(step: int) -> dict[str, float]:
-        batch = sample_sdf_batch(points, normals, sampling, step_generator(seed, step, points.device))
+        batch = sample_sdf_batch(points, normals, sampling, step_generator(seed, step, points.device), signs)
         if use_fused:
             result = fused_sdf_loss_backward(
-                network, batch.coords, batch.normals, batch.on_surface, batch.off_surface, weights, row_chunk()
+                network, batch.coords, batch.normals, batch.on_surface, batch.off_surface, weights, row_chunk(), batch.sign
             )
             return {"loss": float(result.loss), **result.terms}
         loss, terms = sdf_loss(network, batch, weights)

@@ -110,7 +110,8 @@ class FusedSDFResult(NamedTuple):
 
     Attributes:
         loss: weighted scalar loss (0-dim tensor, no graph).
-        terms: each unweighted term (``surface``, ``off_surface``, ``normal``, ``eikonal``).
+        terms: each unweighted term (``surface``, ``off_surface``, ``normal``, ``eikonal``, and
+            ``sign`` when sign targets were given).
     """
 
     loss: torch.Tensor
@@ -123,18 +124,19 @@ def _loss_adjoints(
     normals: torch.Tensor,
     on: torch.Tensor,
     off: torch.Tensor,
-    scales: tuple[float, float, float, float],
+    scales: tuple[float, float, float, float, float],
     alpha: float,
+    side: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sums of the four SDF terms over a chunk and the adjoints ``(f_bar, g_bar)`` of the weighted loss.
+    """Sums of the SDF terms over a chunk and the adjoints ``(f_bar, g_bar)`` of the weighted loss.
 
-    ``scales`` are ``(w_surface / n_on, w_off / n_off, w_normal / n_on, w_eikonal / n_all)``, so
-    that chunk contributions add up to the batch means of ``losses.py``.
+    ``scales`` are ``(w_surface / n_on, w_off / n_off, w_normal / n_on, w_eikonal / n_all,
+    w_sign / n_signed)``, so that chunk contributions add up to the batch means of ``losses.py``.
 
     Returns:
-        ``(sums (4,), f_bar (n, 1), g_bar (n, d))``; ``sums`` are unweighted, unnormalized.
+        ``(sums (5,), f_bar (n, 1), g_bar (n, d))``; ``sums`` are unweighted, unnormalized.
     """
-    s_surf, s_off, s_norm, s_eik = scales
+    s_surf, s_off, s_norm, s_eik, s_sign = scales
     fa = f.abs()
     sign = torch.sign(f)
     onf = on.to(f.dtype).unsqueeze(-1)
@@ -142,6 +144,13 @@ def _loss_adjoints(
     e = torch.exp(-alpha * fa)
     # d|f|/df = sign(f) (0 at 0, like autograd); d exp(-a|f|)/df = -a sign(f) exp(-a|f|).
     f_bar = sign * (s_surf * onf - (s_off * alpha) * offf * e)
+    if side is not None:
+        # d relu(-s f)/df = -s where s f < 0, else 0.
+        wrong = torch.relu(-side * f)
+        f_bar = f_bar - s_sign * side * (wrong > 0).to(f.dtype)
+        sign_sum = wrong.sum()
+    else:
+        sign_sum = f.new_zeros(())
 
     gn = torch.linalg.vector_norm(g, dim=-1, keepdim=True)
     nn_ = torch.linalg.vector_norm(normals, dim=-1, keepdim=True)
@@ -162,6 +171,7 @@ def _loss_adjoints(
             (e * offf).sum(),
             ((1.0 - cos) * onf).sum(),
             dev.abs().sum(),
+            sign_sum,
         ]
     )
     return sums, f_bar, g_bar
@@ -175,6 +185,7 @@ def fused_sdf_loss_backward(
     off_surface: torch.Tensor,
     weights: LossWeights,
     row_chunk: Optional[int] = DEFAULT_ROW_CHUNK,
+    sign: Optional[torch.Tensor] = None,
 ) -> FusedSDFResult:
     """Compute the SIREN SDF loss (paper Eq. 6) and add its parameter gradients to ``.grad``.
 
@@ -190,6 +201,8 @@ def fused_sdf_loss_backward(
         off_surface: ``(M,)`` bool mask of free-space samples.
         weights: loss weights and ``alpha``.
         row_chunk: rows per chunk (None: all rows at once). Gradients are accumulated.
+        sign: ``(M,)`` side of each free-space sample (-1, +1, 0 unknown) for the sign term
+            (``losses.sdf_sign_loss``, weight ``weights.sign``), or None.
 
     Returns:
         ``FusedSDFResult`` with the weighted loss and the unweighted terms.
@@ -202,26 +215,30 @@ def fused_sdf_loss_backward(
     m = coords.shape[0]
     n_on = int(on_surface.sum())
     n_off = int(off_surface.sum())
+    use_sign = sign is not None and weights.sign > 0
+    n_sign = int((sign != 0).sum()) if use_sign else 0
     scales = (
         weights.surface / n_on if n_on else 0.0,
         weights.off_surface / n_off if n_off else 0.0,
         weights.normal / n_on if n_on else 0.0,
         weights.eikonal / m,
+        weights.sign / n_sign if n_sign else 0.0,
     )
+    side = sign.unsqueeze(-1) if use_sign and sign is not None else None
     layers = list(network.layers)
     ws, bs, wo, bo = _folded_params(network)
     grads_w = [torch.zeros_like(w) for w in ws]
     grads_b = [torch.zeros_like(b) for b in bs]
     grad_wo = torch.zeros_like(wo)
     grad_bo = torch.zeros_like(bo)
-    sums = coords.new_zeros(4)
+    sums = coords.new_zeros(5)
     chunk = m if not row_chunk else int(row_chunk)
     with torch.no_grad():
         for start in range(0, m, chunk):
             sl = slice(start, min(start + chunk, m))
             s = _fused_chunk(
                 ws, bs, wo, bo, coords[sl], normals[sl], on_surface[sl], off_surface[sl], scales, weights.alpha,
-                grads_w, grads_b, grad_wo, grad_bo,
+                grads_w, grads_b, grad_wo, grad_bo, None if side is None else side[sl],
             )
             sums += s
         # Chain rule through the folding W' = w0 W, b' = w0 b.
@@ -236,12 +253,16 @@ def fused_sdf_loss_backward(
             sums[1] / n_off if n_off else sums.new_zeros(()),
             sums[2] / n_on if n_on else sums.new_zeros(()),
             sums[3] / m,
+            sums[4] / n_sign if n_sign else sums.new_zeros(()),
         ]
     )
-    w = terms_t.new_tensor([weights.surface, weights.off_surface, weights.normal, weights.eikonal])
+    w = terms_t.new_tensor([weights.surface, weights.off_surface, weights.normal, weights.eikonal, weights.sign])
     loss = (terms_t * w).sum()
-    vals = terms_t.tolist()
-    return FusedSDFResult(loss, dict(zip(("surface", "off_surface", "normal", "eikonal"), vals)))
+    names = ("surface", "off_surface", "normal", "eikonal", "sign")
+    terms = dict(zip(names, terms_t.tolist()))
+    if not use_sign:
+        del terms["sign"]
+    return FusedSDFResult(loss, terms)
 
 
 def _accumulate(param: torch.Tensor, grad: torch.Tensor) -> None:
@@ -260,12 +281,13 @@ def _fused_chunk(
     normals: torch.Tensor,
     on: torch.Tensor,
     off: torch.Tensor,
-    scales: tuple[float, float, float, float],
+    scales: tuple[float, float, float, float, float],
     alpha: float,
     grads_w: list[torch.Tensor],
     grads_b: list[torch.Tensor],
     grad_wo: torch.Tensor,
     grad_bo: torch.Tensor,
+    side: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """One chunk of rows: forward, input gradient, loss adjoints, and both adjoint sweeps."""
     n = x.shape[0]
@@ -295,7 +317,7 @@ def _fused_chunk(
             gs[i - 1] = g
             delta = torch.mul(g, cosines[i - 1], out=stack_a[i - 1][:n])
 
-    sums, f_bar, g_bar = _loss_adjoints(f, g, normals, on, off, scales, alpha)
+    sums, f_bar, g_bar = _loss_adjoints(f, g, normals, on, off, scales, alpha, side)
 
     # Adjoint of the gradient chain (forward): delta_bar_l = g_bar_{l-1} W'_l^T.
     stack_b[0][:n] = g_bar
