@@ -473,14 +473,17 @@ def _source_name(source: object) -> str:
     return str(source) if isinstance(source, (str, Path)) else type(source).__name__
 
 
-def _load_one(source: object, mode: str, num_mesh_samples: int, seed: int) -> PointCloud:
-    """Read one source; drop its normals unless ``mode`` wants them and they are usable."""
+def _load_one(source: object, mode: str, num_mesh_samples: int, seed: int, columns: str = "") -> PointCloud:
+    """Read one source; drop its normals unless ``mode`` wants them and they are usable.
+
+    ``columns`` names the columns of a text point file (``ScanConfig.columns``).
+    """
     from .io.pointcloud import _read_source, clean_points
 
     name = _source_name(source)
-    raw = _read_source(source, num_mesh_samples, seed)
+    raw = _read_source(source, num_mesh_samples, seed, columns)
     if raw.normals is not None and mode in ("estimate", "none"):
-        raw = PointCloud(raw.points)
+        raw = raw.with_normals(None)
     elif raw.normals is not None and mode == "auto":
         finite = np.all(np.isfinite(raw.points), axis=1)
         length = np.linalg.norm(raw.normals[finite], axis=1)
@@ -491,10 +494,28 @@ def _load_one(source: object, mode: str, num_mesh_samples: int, seed: int) -> Po
                 "%s: only %.0f%% of the file's normals are usable (zero-length or non-finite); ignoring them and estimating normals",
                 name, 100 * usable,
             )
-            raw = PointCloud(raw.points)
+            raw = raw.with_normals(None)
     elif raw.normals is None and mode == "given":
         raise InputError(f"{name}: --normals given, but the input has no normals (use auto or estimate)")
     return clean_points(raw, name)
+
+
+def _merge(clouds: list[PointCloud], name: str) -> PointCloud:
+    """Concatenate clouds in one frame: normals when all have them, the attributes all of them have
+    (same trailing shape), and the viewpoint only when every input has the same one."""
+    if len(clouds) == 1:
+        return clouds[0]
+    normals = np.concatenate([c.normals for c in clouds]) if all(c.normals is not None for c in clouds) else None
+    attributes = {}
+    for key, first in clouds[0].attributes.items():
+        values = [c.attributes.get(key) for c in clouds]
+        if all(v is not None and v.shape[1:] == first.shape[1:] for v in values):
+            attributes[key] = np.concatenate(values)
+    views = [c.viewpoint for c in clouds]
+    viewpoint = views[0] if all(v is not None and np.array_equal(v, views[0]) for v in views) else None
+    if viewpoint is None and any(v is not None for v in views):
+        log.info("%s: the inputs do not share one sensor position; merged without a viewpoint", name)
+    return PointCloud(np.concatenate([c.points for c in clouds]), normals, attributes, viewpoint)
 
 
 def prepare_cloud(
@@ -513,7 +534,12 @@ def prepare_cloud(
     changes them only on evidence found in the normals themselves (``normals.repair_normals``:
     locally inconsistent ones flipped, or all flipped when they point inward, with one warning
     per change), otherwise estimates and orients them; "given" requires them and keeps them
-    untouched; "estimate" always estimates; "none" drops them.
+    untouched; "estimate" always estimates; "none" drops them. Estimated normals face the sensor
+    (``normals.orient_towards``) when the cloud's viewpoint is known (a ``.pcd`` VIEWPOINT or an
+    organized frame, an E57 scan's pose; merged inputs only when they all share it), and are
+    oriented outward by propagation (``normals.orient_normals``) otherwise; given normals facing
+    a known sensor are never flipped all at once (``normals.fix_given_normals``). The columns of
+    text point files follow ``config.columns``.
 
     Args:
         sources: a path, array, ``PointCloud``, trimesh/Open3D object, or a list of them.
@@ -530,7 +556,7 @@ def prepare_cloud(
 
     from tqdm.auto import tqdm
 
-    from .normals import estimate_normals, fix_given_normals, orient_normals
+    from .normals import estimate_normals, fix_given_normals, orient_normals, orient_towards
 
     items = list(sources) if isinstance(sources, (list, tuple)) else [sources]
     if not items:
@@ -539,22 +565,18 @@ def prepare_cloud(
     mode = config.normals
     t0 = time.perf_counter()
     # The first input is read before the bar starts, so a bad file gives one error line and no bar.
-    clouds = [_load_one(items[0], mode, num_mesh_samples, seed)]
+    clouds = [_load_one(items[0], mode, num_mesh_samples, seed, config.columns)]
     bar = tqdm(total=len(items) + 2, initial=1, desc="load", unit="stage", disable=not progress, leave=False)
     try:
         for src in items[1:]:
             bar.set_description(f"load {_source_name(src)}")
-            clouds.append(_load_one(src, mode, num_mesh_samples, seed))
+            clouds.append(_load_one(src, mode, num_mesh_samples, seed, config.columns))
             bar.update(1)
         with_normals = [c.normals is not None for c in clouds]
         if mode == "auto" and any(with_normals) and not all(with_normals):
             log.warning("%s: only some inputs have normals; estimating normals for all of them", name)
-            clouds = [PointCloud(c.points) for c in clouds]
-        if len(clouds) == 1:
-            cloud = clouds[0]
-        else:
-            normals = np.concatenate([c.normals for c in clouds]) if all(c.normals is not None for c in clouds) else None
-            cloud = PointCloud(np.concatenate([c.points for c in clouds]), normals)
+            clouds = [c.with_normals(None) for c in clouds]
+        cloud = _merge(clouds, name)
         log.info("loaded %s: %d points in %.1f s", name, len(cloud), time.perf_counter() - t0)
 
         t0 = time.perf_counter()
@@ -566,15 +588,22 @@ def prepare_cloud(
         t0 = time.perf_counter()
         bar.set_description("normals")
         if mode == "none":
-            cloud, normals_from = PointCloud(cloud.points), "none"
+            cloud, normals_from = cloud.with_normals(None), "none"
         elif cloud.normals is not None and mode == "given":
             normals_from = "given"
         elif cloud.normals is not None:
-            cloud, repair = fix_given_normals(cloud, name, seed=seed)
+            cloud, repair = fix_given_normals(cloud, name, viewpoint=cloud.viewpoint, seed=seed)
             normals_from = _given_normals_label(repair)
         else:
             est = estimate_normals(cloud.points, config.normal_neighbors)
-            cloud = PointCloud(cloud.points, orient_normals(cloud.points, est, config.orient_neighbors, config.orient_points, seed=seed))
+            if cloud.viewpoint is not None:
+                log.info(
+                    "%s: orienting the estimated normals towards the sensor at (%s), which the file gives",
+                    name, ", ".join(f"{c:.6g}" for c in cloud.viewpoint),
+                )
+                cloud = cloud.with_normals(orient_towards(cloud.points, est, cloud.viewpoint))
+            else:
+                cloud = cloud.with_normals(orient_normals(cloud.points, est, config.orient_neighbors, config.orient_points, seed=seed))
             normals_from = "estimated"
         bar.update(1)
         log.info("normals: %s in %.1f s", normals_from, time.perf_counter() - t0)

@@ -45,15 +45,23 @@ def _as_points(name: str, value: ArrayLike, allow_empty: bool = True) -> FloatAr
 
 @dataclass
 class PointCloud:
-    """An oriented or unoriented point cloud.
+    """An oriented or unoriented point cloud, with optional per-point attributes and sensor position.
 
     Attributes:
         points: ``(N, 3)`` float64 positions, world units.
         normals: ``(N, 3)`` float64 unit normals pointing outward, or ``None``.
+        attributes: extra per-point values read from the file, by name, each ``(N,)`` or ``(N, C)``
+            in the file's own dtype and range (no rescaling): ``"intensity"``, ``"rgb"`` ``(N, 3)``,
+            ``"alpha"``, ``"classification"``, ``"return_number"``, ``"scan_index"``, or the
+            file's own field names. Empty when the source has none.
+        viewpoint: ``(3,)`` float64 position of the sensor that saw the points, in the cloud's
+            coordinates (world units), or ``None`` when the source does not say.
     """
 
     points: FloatArray
     normals: Optional[FloatArray] = None
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    viewpoint: Optional[FloatArray] = None
 
     def __post_init__(self) -> None:
         self.points = _as_points("points", self.points)
@@ -63,6 +71,18 @@ class PointCloud:
                 raise ValueError(
                     f"normals must match points {self.points.shape}, got {self.normals.shape}"
                 )
+        attributes = {}
+        for name, value in dict(self.attributes or {}).items():
+            arr = np.asarray(value)
+            if arr.ndim not in (1, 2) or len(arr) != len(self.points):
+                raise ValueError(f"attribute {name!r} must be ({len(self.points)},) or ({len(self.points)}, C), got {arr.shape}")
+            attributes[str(name)] = arr
+        self.attributes = attributes
+        if self.viewpoint is not None:
+            viewpoint = np.asarray(self.viewpoint, dtype=np.float64).reshape(-1)
+            if viewpoint.shape != (3,) or not np.all(np.isfinite(viewpoint)):
+                raise ValueError(f"viewpoint must be 3 finite numbers, got {np.asarray(self.viewpoint).shape}")
+            self.viewpoint = viewpoint
 
     def __len__(self) -> int:
         return len(self.points)
@@ -73,9 +93,14 @@ class PointCloud:
         return self.normals is not None
 
     def subset(self, mask_or_index: np.ndarray) -> "PointCloud":
-        """Return the points (and normals) selected by a boolean mask or index array."""
+        """Return the points (normals, attributes) selected by a boolean mask or index array; same viewpoint."""
         normals = None if self.normals is None else self.normals[mask_or_index]
-        return PointCloud(self.points[mask_or_index], normals)
+        attributes = {name: value[mask_or_index] for name, value in self.attributes.items()}
+        return PointCloud(self.points[mask_or_index], normals, attributes, self.viewpoint)
+
+    def with_normals(self, normals: Optional[FloatArray]) -> "PointCloud":
+        """Return the same points, attributes and viewpoint with other normals (or none)."""
+        return PointCloud(self.points, normals, self.attributes, self.viewpoint)
 
 
 @dataclass

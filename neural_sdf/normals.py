@@ -24,6 +24,7 @@ from .geometry import PointCloud
 __all__ = [
     "estimate_normals",
     "orient_normals",
+    "orient_towards",
     "outward_fraction",
     "inconsistent_normals",
     "NormalRepair",
@@ -220,6 +221,35 @@ def orient_normals(
         if members.sum() >= 8 and outward_fraction(sub_pts[members], sub_normals[members], seed=seed) < 0.5:
             sub_normals[members] = -sub_normals[members]
     return _spread_signs(points, normals, sub_idx, sub_normals)
+
+
+def orient_towards(points: np.ndarray, normals: np.ndarray, viewpoint: np.ndarray) -> np.ndarray:
+    """Flip each normal that faces away from the sensor, so that ``n . (viewpoint - p) >= 0``.
+
+    A scan sees only surfaces that face its sensor, so the sensor position gives every normal's
+    sign directly, with no propagation (and no failure on thin parts or separate pieces). Normals
+    exactly perpendicular to the line of sight keep their sign.
+
+    Args:
+        points: ``(N, 3)`` points, world units.
+        normals: ``(N, 3)`` normals with arbitrary signs.
+        viewpoint: ``(3,)`` sensor position, same frame and units as ``points``.
+
+    Returns:
+        ``(N, 3)`` normals, each equal to ``+-`` its input, float64.
+
+    Raises:
+        ValueError: on mismatched shapes or a viewpoint that is not 3 finite numbers.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    normals = np.asarray(normals, dtype=np.float64)
+    view = np.asarray(viewpoint, dtype=np.float64).reshape(-1)
+    if points.ndim != 2 or points.shape[1] != 3 or normals.shape != points.shape:
+        raise ValueError(f"points and normals must both be (N, 3), got {points.shape} and {normals.shape}")
+    if view.shape != (3,) or not np.all(np.isfinite(view)):
+        raise ValueError(f"viewpoint must be 3 finite numbers, got {np.asarray(viewpoint).shape}")
+    away = np.einsum("ij,ij->i", view - points, normals) < 0
+    return np.where(away[:, None], -normals, normals)
 
 
 class _TangentVotes(NamedTuple):
@@ -520,4 +550,4 @@ def fix_given_normals(cloud: PointCloud, name: str, viewpoint: np.ndarray | None
         )
     if not repair.changed.any():
         return cloud, repair
-    return PointCloud(cloud.points, repair.normals), repair
+    return cloud.with_normals(repair.normals), repair
