@@ -5,7 +5,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
 
@@ -13,65 +13,25 @@ import numpy as np
 import torch
 
 from ._typing import Device, PathLike
-from .cleanup import prepare_cloud
-from .config import (
-    ExtractConfig,
-    LossWeights,
-    SamplingConfig,
-    ScanConfig,
-    SirenConfig,
-    TrainConfig,
-    config_to_dict,
-    default_sdf_sampling,
-    default_sdf_siren,
-    default_sdf_train,
-    default_sdf_weights,
-    density_w0_first,
-)
+from .cleanup import PreparedCloud, prepare_cloud
+from .config import ExtractConfig, config_to_dict
 from .errors import InputError
 from .extract import extract_mesh as _extract
 from .fields.sdf import SDFModel, cloud_to_tensors, make_outside_positive, make_sdf_step
-from .geometry import Mesh, PointCloud, bounds, fit_normalization, point_spacing
+from .geometry import Mesh, PointCloud, fit_normalization, point_spacing
+from .geometry import bounds as bounds_of
 from .io.pointcloud import PointSource
 from .nn import Siren
+from .recipe import FitOptions, resolve_recipe
 from .sampling import sign_grid
 from .train import fit, load_training_state, save_training_state
 
-__all__ = ["FitOptions", "fit_sdf", "extract_mesh", "reconstruct", "ReconstructResult", "SUPPORT_POINTS", "quality_preset", "QUALITY_PRESETS"]
+__all__ = ["FitOptions", "fit_sdf", "fit_prepared", "extract_mesh", "reconstruct", "ReconstructResult", "SUPPORT_POINTS", "quality_preset", "QUALITY_PRESETS"]
 
 log = logging.getLogger(__name__)
 
 SUPPORT_POINTS = 50_000
 """Input points kept in a model file, for stray-piece clean-up at extraction and for overlays."""
-
-
-@dataclass(frozen=True)
-class FitOptions:
-    """Everything that determines a fit (saved with the model).
-
-    The defaults are the ``--quality default`` recipe, chosen by measurement (README, "Choosing
-    the defaults"); they differ from the bare configs' defaults (the paper's settings) in network
-    width, steps, learning-rate schedule and the share of off-surface samples.
-    """
-
-    siren: SirenConfig = field(default_factory=default_sdf_siren)
-    train: TrainConfig = field(default_factory=default_sdf_train)
-    sampling: SamplingConfig = field(default_factory=default_sdf_sampling)
-    weights: LossWeights = field(default_factory=default_sdf_weights)
-    scan: ScanConfig = field(default_factory=ScanConfig)
-    adapt_w0: bool = True
-    """Lower the first-layer ``w0`` toward the paper's 30 on sparse clouds (``density_w0_first``);
-    the value used is saved in the model's options. The CLI turns this off when ``--w0-first`` is given."""
-    adapt_normal_weight: bool = True
-    """Use the paper's normal weight (``LossWeights().normal``, 100) when the normals were not given
-    with the input in a consistent state (estimated, or re-oriented because they disagreed): such
-    normals are smoothed guesses, and weighting them 10x made a noisy scorpion scan worse (README,
-    "Choosing the defaults"). The value used is saved in the model's options. The CLI turns this off
-    when ``--weight-normal`` is given."""
-
-
-TRUSTED_NORMALS = ("given", "given-flipped", "given-repaired")
-"""``PreparedCloud.normals_from`` values whose normals get the recipe's full normal weight."""
 
 
 @dataclass
@@ -128,20 +88,42 @@ def fit_sdf(
     """
     t0 = time.perf_counter()
     prepared = prepare_cloud(source, options.scan, seed=options.train.seed, progress=progress)
+    return fit_prepared(prepared, options, device=device, checkpoint=checkpoint, progress=progress, started=t0)
+
+
+def fit_prepared(
+    prepared: PreparedCloud,
+    options: FitOptions = FitOptions(),
+    *,
+    bounds: Optional[np.ndarray] = None,
+    device: Device = "cpu",
+    checkpoint: Optional[PathLike] = None,
+    progress: bool = True,
+    started: Optional[float] = None,
+) -> SDFModel:
+    """Fit a SIREN SDF to a cloud that went through the data stage already (``prepare_cloud``).
+
+    The recipe's "auto" settings are resolved from the data (``recipe.resolve_recipe``); the
+    model's normalization maps ``bounds`` (default: the cloud's bounding box) into the network's
+    cube, so a scene tile covers its whole box, not only where its points are.
+
+    Args:
+        prepared: the cloud, its name and where its normals come from.
+        options: as for ``fit_sdf`` (``options.scan`` is not applied again).
+        bounds: ``(2, 3)`` world box the model must cover, or None for the cloud's own box.
+        device, checkpoint, progress: as for ``fit_sdf``.
+        started: ``time.perf_counter()`` when the whole fit began (for ``fit_seconds``).
+
+    Returns:
+        The fitted ``SDFModel``.
+    """
+    t0 = time.perf_counter() if started is None else started
     cloud, name = prepared.cloud, prepared.name
     normal_free = {"divergence_weight": options.scan.divergence_weight, "total_steps": options.train.steps}
-    normalization = fit_normalization(cloud.points)
-    if options.adapt_w0:
-        spacing = point_spacing(normalization.to_normalized(cloud.points), seed=options.train.seed)
-        w0_first = density_w0_first(spacing, options.siren.w0_first)
-        if w0_first != options.siren.w0_first:
-            log.info("sparse cloud (median spacing %.4f of the normalized cube): first-layer w0 %.1f instead of %.1f",
-                     spacing, w0_first, options.siren.w0_first)
-            options = dataclasses.replace(options, siren=dataclasses.replace(options.siren, w0_first=w0_first))
-    paper_normal = LossWeights().normal
-    if options.adapt_normal_weight and prepared.normals_from not in TRUSTED_NORMALS and options.weights.normal > paper_normal:
-        log.info("normals %s, not given: normal weight %g instead of %g", prepared.normals_from, paper_normal, options.weights.normal)
-        options = dataclasses.replace(options, weights=dataclasses.replace(options.weights, normal=paper_normal))
+    box = bounds_of(cloud.points) if bounds is None else np.asarray(bounds, dtype=np.float64).reshape(2, 3)
+    normalization = fit_normalization(box)
+    spacing = point_spacing(normalization.to_normalized(cloud.points), seed=options.train.seed) if options.adapt_w0 else 0.0
+    options = resolve_recipe(options, spacing=spacing, normals_from=prepared.normals_from)
     torch.manual_seed(options.train.seed)  # initialization only; batches use per-step generators
     network = Siren(options.siren).to(device)
     points, normals = cloud_to_tensors(cloud, normalization, device)
@@ -206,7 +188,7 @@ def fit_sdf(
         "history": result.history,
         "fingerprint": fingerprint,
     }
-    model = SDFModel(network, normalization, bounds(cloud.points), info, support_points=cloud.points[np.sort(keep)])
+    model = SDFModel(network, normalization, box, info, support_points=cloud.points[np.sort(keep)])
     info["surface_residual"] = surface_residual(model, model.support_points)
     if info["surface_residual"]["median"] > RESIDUAL_WARNING:
         log.warning(

@@ -1,10 +1,14 @@
-"""Benchmark reconstruction from raw scans (issue 4) against Open3D screened Poisson (depth 9).
+"""Benchmark reconstruction from raw scans against Open3D screened Poisson (depth 9).
 
-For each mesh in ../shared/data/shapes, 100k points are sampled and reconstructed in four
+For each mesh in ../shared/data/shapes, 100k points are sampled and reconstructed in these
 conditions: oriented (true normals), unoriented (normals dropped, then estimated and oriented),
 noisy (Gaussian noise of 0.5% of the bounding-box diagonal, no normals), outliers (1% of points
-uniform in the bounding box, no normals). Poisson gets the same cleaned points with the same
-normals our pipeline fitted (true ones when oriented), and its usual density trim (lowest 5%).
+uniform in the bounding box, no normals), noisy-oriented (0.5% noise, the exact normals given
+with the file), thin (the shape squashed along its shortest side to 12% of its diagonal there,
+0.5% noise, exact normals: a plate-like part). Poisson gets the same cleaned points with the same
+normals our pipeline fitted (true ones when given), and its usual density trim (lowest 5%). Every
+condition goes through the whole pipeline as a user's file would (``--normals auto``): clean-up,
+the check of given normals, the fit. ``--json`` writes the rows to a results file.
 Reports Chamfer-L1 (fraction of the diagonal), normal consistency, F-score at 1% and the number
 of connected pieces; optionally reconstructs the real gargoyle scan and renders it, and measures
 the peak resident memory of a CLI reconstruction of a large synthetic cloud.
@@ -31,18 +35,33 @@ from neural_sdf.cleanup import ScanConfig, prepare_cloud
 from neural_sdf.config import replace_given
 from neural_sdf.extract import connected_components
 
-CONDITIONS = ("oriented", "unoriented", "noisy", "outliers")
+CONDITIONS = ("oriented", "unoriented", "noisy", "outliers", "noisy-oriented", "thin")
 log = logging.getLogger("benchmark_scans")
 
 
+def thin_variant(gt: ns.Mesh, thickness: float = 0.12) -> ns.Mesh:
+    """``gt`` squashed along its shortest bounding-box side until that side is ``thickness`` of
+    the diagonal (faces keep their winding, so normals stay outward)."""
+    ext = np.ptp(gt.vertices, axis=0)
+    axis = int(np.argmin(ext))
+    v = gt.vertices.copy()
+    others = float(np.linalg.norm(np.delete(ext, axis)))
+    # Solve t = thickness * sqrt(t^2 + others^2) for the new extent t.
+    target = thickness * others / np.sqrt(1.0 - thickness**2)
+    v[:, axis] = (v[:, axis] - v[:, axis].mean()) * (target / ext[axis])
+    return ns.Mesh(v, gt.faces)
+
+
 def make_condition(gt: ns.Mesh, condition: str, num_points: int, seed: int) -> ns.PointCloud:
-    """Sample ``gt`` and degrade the samples as ``condition`` says."""
+    """Sample ``gt`` and degrade the samples as ``condition`` says (``thin``: sample the thin variant)."""
     cloud = gt.sample(num_points, seed=seed)
     rng = np.random.default_rng(seed + 1)
     diag = float(np.linalg.norm(np.ptp(gt.vertices, axis=0)))
     if condition == "oriented":
         return cloud
     pts = cloud.points
+    if condition in ("noisy-oriented", "thin"):
+        return ns.PointCloud(pts + rng.normal(0, 0.005 * diag, pts.shape), cloud.normals)
     if condition == "noisy":
         pts = pts + rng.normal(0, 0.005 * diag, pts.shape)
     elif condition == "outliers":
@@ -70,9 +89,12 @@ def pieces(mesh: ns.Mesh) -> int:
 
 def row(mesh: ns.Mesh, gt: ns.Mesh, seconds: float) -> dict:
     if mesh.is_empty:
-        return {"chamfer_rel": float("nan"), "nc": float("nan"), "f1": float("nan"), "pieces": 0, "seconds": seconds}
+        return {"chamfer_rel": float("nan"), "nc": float("nan"), "f05": float("nan"), "f1": float("nan"), "pieces": 0, "seconds": seconds}
     m = ns.evaluate_meshes(mesh, gt, num_samples=50_000)
-    return {"chamfer_rel": m.chamfer_l1_rel, "nc": m.normal_consistency, "f1": m.fscore["1%"], "pieces": pieces(mesh), "seconds": seconds}
+    return {
+        "chamfer_rel": m.chamfer_l1_rel, "nc": m.normal_consistency, "f05": m.fscore["0.5%"], "f1": m.fscore["1%"],
+        "pieces": pieces(mesh), "seconds": seconds,
+    }
 
 
 def fit_options(args: argparse.Namespace, **fields) -> ns.FitOptions:
@@ -91,12 +113,12 @@ def extract_config(args: argparse.Namespace) -> ns.ExtractConfig:
 
 
 def run_shape(name: str, args: argparse.Namespace) -> list[dict]:
-    gt = ns.load_mesh(SHAPES / f"{name}.obj")
+    original = ns.load_mesh(SHAPES / f"{name}.obj")
     rows = []
     for condition in args.conditions:
+        gt = thin_variant(original) if condition == "thin" else original
         cloud = make_condition(gt, condition, args.points, args.seed)
-        mode = "given" if condition == "oriented" else "auto"
-        options = fit_options(args, scan=ScanConfig(normals=mode))
+        options = fit_options(args, scan=ScanConfig(normals="auto"))
         t0 = time.perf_counter()
         prepared = prepare_cloud(cloud, options.scan, seed=args.seed, progress=False)
         t_prep = time.perf_counter() - t0
@@ -106,7 +128,12 @@ def run_shape(name: str, args: argparse.Namespace) -> list[dict]:
         ours = row(result.mesh, gt, t_prep + result.fit_seconds + result.extract_seconds)
         t0 = time.perf_counter()
         ref = row(poisson(prepared.cloud), gt, time.perf_counter() - t0)
-        entry = {"shape": name, "condition": condition, "ours": ours, "poisson": ref, "normals": prepared.normals_from}
+        entry = {
+            "shape": name, "condition": condition, "ours": ours, "poisson": ref, "normals": prepared.normals_from,
+            "points_kept": len(prepared.cloud) / len(cloud),
+        }
+        if cloud.normals is not None and len(prepared.cloud) == len(cloud):
+            entry["normals_kept"] = float(np.mean(np.sum(prepared.cloud.normals * cloud.normals, axis=1) > 0))
         log.info("%s", json.dumps(entry))
         rows.append(entry)
         if args.out:
@@ -167,6 +194,7 @@ def main() -> None:
     ap.add_argument("--gargoyle", action="store_true", help="also reconstruct and render the gargoyle scan")
     ap.add_argument("--memory", type=int, default=0, help="measure the peak RSS of the CLI on this many points")
     ap.add_argument("--out", type=Path, default=Path("bench_scans"))
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows (with the machine stamp) to this results file")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -188,6 +216,10 @@ def main() -> None:
             print("gargoyle:", json.dumps(report["gargoyle"]))
     name = "memory.json" if args.memory else "results.json"
     (args.out / name).write_text(json.dumps(report, indent=2))
+    if args.json is not None:
+        from _results import write_results
+
+        write_results(args.json, report)
 
 
 if __name__ == "__main__":

@@ -121,10 +121,11 @@ def test_quality_presets_trade_time_for_detail() -> None:
     assert default == (FitOptions(), ExtractConfig())
     assert fast[0].train.steps < default[0].train.steps < high[0].train.steps
     assert fast[1].resolution < default[1].resolution < high[1].resolution
-    # The reconstruction recipe keeps the paper's hidden-layer w0 and loss weights (issue 2), except
-    # the normal weight for given normals (300; README "Normal weight").
+    # The reconstruction recipe keeps the paper's hidden-layer w0 and loss weights, except the
+    # normal weight for given normals (300) and the free-space sign term the paper does not have
+    # (3000; config.default_sdf_weights says why).
     assert default[0].siren.w0 == SirenConfig().w0
-    assert default[0].weights == dataclasses.replace(LossWeights(), normal=300.0)
+    assert default[0].weights == dataclasses.replace(LossWeights(), normal=300.0, sign=3000.0)
     with pytest.raises(ValueError, match="fast"):
         quality_preset("ultra")
 

@@ -107,3 +107,37 @@ def test_cli_denoise_flags_parse(flag):
 
     args = build_parser().parse_args(["fit", "x.xyz", "-o", "m.nsdf", flag])
     assert _fit_options(args).scan.denoise is (flag == "--denoise")
+
+
+def _poisson_depth9(cloud: PointCloud) -> Mesh:
+    import open3d as o3d
+
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
+    pcd.normals = o3d.utility.Vector3dVector(cloud.normals)
+    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=9)
+    dens = np.asarray(dens)
+    mesh.remove_vertices_by_mask(dens < np.quantile(dens, 0.05))
+    return Mesh(np.asarray(mesh.vertices), np.asarray(mesh.triangles, dtype=np.int64))
+
+
+def test_noisy_thin_plate_with_exact_normals_beats_poisson():
+    # A plate 3.3% of its diagonal thick, 30k points with 0.5% noise and the exact face normals,
+    # through the whole pipeline as a file would go (--normals auto). The old check compared the
+    # normals with re-estimated ones and re-oriented all of them on such input (a thin CAD part
+    # came out as a blob three times its volume). Measured: normal consistency 0.984 against
+    # Poisson depth 9's 0.925 on the same points (F@0.5% 0.974 against 0.906).
+    import dataclasses
+
+    from neural_sdf.synthetic import box_mesh
+
+    gt = box_mesh((0.0, 0.0, 0.0), (1.0, 0.7, 0.04))
+    exact = sample_mesh_surface(gt, 30_000, seed=0)
+    diag = float(np.linalg.norm(np.ptp(gt.vertices, axis=0)))
+    cloud = PointCloud(exact.points + np.random.default_rng(1).normal(0, 0.005 * diag, exact.points.shape), exact.normals)
+    options = FitOptions()
+    options = dataclasses.replace(options, train=dataclasses.replace(options.train, steps=200, checkpoint_every=0))
+    result = reconstruct(cloud, options, ExtractConfig(resolution=128), progress=False)
+    ours = evaluate_meshes(result.mesh, gt, num_samples=50_000)
+    theirs = evaluate_meshes(_poisson_depth9(cloud), gt, num_samples=50_000)
+    assert ours.normal_consistency >= theirs.normal_consistency, (ours.normal_consistency, theirs.normal_consistency)
+    assert int(connected_components(result.mesh).max()) + 1 == 1
