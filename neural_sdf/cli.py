@@ -104,19 +104,24 @@ def _preset(args: argparse.Namespace):  # -> tuple[FitOptions, ExtractConfig]
 
 def _fit_options(args: argparse.Namespace):  # -> FitOptions
     from .config import ScanConfig
+    from .recipe import keep_explicit
     from .reconstruct import FitOptions
 
     base, _ = _preset(args)
-    return FitOptions(
+    options = FitOptions(
         siren=_config_from_args(SirenConfig, args, base.siren),
         train=_config_from_args(TrainConfig, args, base.train),
         sampling=_config_from_args(SamplingConfig, args, base.sampling),
         weights=_config_from_args(LossWeights, args, base.weights),
         scan=_config_from_args(ScanConfig, args, base.scan),
-        # An explicit --w0-first is the user's choice: no lowering for sparse clouds.
-        adapt_w0=getattr(args, "SirenConfig.w0_first", None) is None,
-        adapt_normal_weight=getattr(args, "LossWeights.normal", None) is None,
     )
+    # Flags the user gave are kept as given (e.g. no lowering of an explicit --w0-first).
+    sections = {"SirenConfig": "siren", "TrainConfig": "train", "SamplingConfig": "sampling", "LossWeights": "weights", "ScanConfig": "scan"}
+    explicit = [
+        f"{sections[cls]}.{name}" for key, value in vars(args).items() if value is not None and "." in key
+        for cls, name in [key.split(".", 1)] if cls in sections
+    ]
+    return keep_explicit(options, explicit)
 
 
 def _add_scan_args(p: argparse.ArgumentParser) -> None:
@@ -585,7 +590,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="output folder (meshes, models, summary.csv, summary.json)")
     p.add_argument("--jobs", type=int, default=1, help="items run at once in separate processes (default: 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per item (default: cores // jobs; 1 per Ray task)")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="run each item as a Ray task: no ADDRESS starts a local Ray instance, HOST:PORT or auto joins a cluster")
+    p.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="run each item as a Ray task: no ADDRESS starts a private local Ray instance; HOST:PORT (the head's "
+        "`ray start --head --port PORT`) or auto joins that cluster, sending Ray's token from RAY_AUTH_TOKEN, "
+        "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token",
+    )
     p.add_argument("--gt", type=Path, default=None, metavar="DIR", help="ground-truth meshes named like the items; adds metrics to the summary")
     p.add_argument("--retries", type=int, default=1, help="retries of an item whose worker process died (default: 1)")
     p.add_argument("--mesh-format", default=".ply", help="mesh extension of the outputs (default: .ply)")

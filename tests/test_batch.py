@@ -8,6 +8,7 @@ compute on an idle core; most of the time of these tests is process start-up (to
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -287,6 +288,52 @@ def test_batch_on_ray_gives_the_same_summary(local_ray, data: Path, process_run:
     _no_temporaries(out)
 
 
+def test_job_file_reads_the_shipped_bytes_where_the_local_file_differs(local_ray, tmp_path: Path) -> None:
+    from neural_sdf.batch import executors
+
+    src = tmp_path / "scan.xyz"
+    src.write_bytes(b"driver bytes")
+    shipped = {str(src): (hashlib.sha256(b"driver bytes").hexdigest(), local_ray.put(b"driver bytes"))}
+    executors._shipped.files = shipped  # as run_ray's task body sets it
+    try:
+        assert executors.job_file(str(src), tmp_path / "w") == (str(src), False)  # same bytes here: read in place
+        for change in (lambda: src.write_bytes(b"this node's own file"), src.unlink):  # another node: other bytes, no file
+            change()
+            path, copied = executors.job_file(str(src), tmp_path / "w")
+            assert copied and Path(path).name == "scan.xyz" and Path(path).read_bytes() == b"driver bytes"
+        assert executors.job_file(str(tmp_path / "other.xyz"), tmp_path / "w") == (str(tmp_path / "other.xyz"), False)
+    finally:
+        executors._shipped.files = {}
+
+
+# ----------------------------------------------------------------------------- executors without batch items
+def _double(payload: int, device: str, threads: int) -> dict:
+    """A worker function that knows nothing of batch items (module level, so it pickles by reference)."""
+    if payload < 0:
+        raise ValueError(f"negative payload {payload}")
+    return {"ok": True, "value": 2 * payload, "device": device, "threads": threads}
+
+
+def test_executors_run_jobs_that_are_not_batch_items() -> None:
+    from neural_sdf.batch.executors import Job, run_local
+
+    got: dict[str, tuple[dict, int]] = {}
+
+    def on_result(job: Job, result: dict, attempts: int) -> None:
+        got[job.name] = (result, attempts)
+
+    jobs = [Job(i, f"tile {i}", p) for i, p in enumerate([3, -1, 5])]
+    run_local(_double, jobs, processes=2, threads=1, devices=["cpu"], retries=0, on_result=on_result)
+    assert got["tile 0"][0]["value"] == 6 and got["tile 2"][0]["value"] == 10
+    assert got["tile 0"][0]["device"] == "cpu" and got["tile 0"][0]["threads"] == 1 and got["tile 0"][1] == 1
+    bad = got["tile 1"][0]  # a worker function's exception is that job's failure, not the pool's
+    assert not bad["ok"] and bad["error"] == "ValueError: negative payload -1" and "_double" in bad["traceback"]
+    for result, _ in got.values():  # the executor times and names every job
+        assert result["seconds"] >= 0 and result["peak_memory_mb"] > 50 and ":" in result["worker"]
+    with pytest.raises(ValueError, match="unique"):
+        run_local(_double, [Job(0, "a", 1), Job(0, "b", 2)], processes=1, threads=1, devices=["cpu"], retries=0, on_result=on_result)
+
+
 # ----------------------------------------------------------------------------- bad input: one line, no work
 def _bad(argv: list[str], capsys: pytest.CaptureFixture, out: Path) -> str:
     code = main(["batch"] + argv + ["-o", str(out), "--quiet"])
@@ -382,3 +429,18 @@ def test_settings_hash_tracks_every_setting() -> None:
         settings_hash("ab" * 32, TINY_OPTIONS, TINY_EXTRACT, ".obj"),
     ]
     assert len({base, *changed}) == 6
+
+
+def test_folder_scan_skips_notes_and_tables(tmp_path):
+    # .txt and .csv can hold points, but in a scanned folder they are usually a README or a table;
+    # named explicitly, a .txt is read as points (and a .csv as a manifest).
+    from neural_sdf.batch import expand_inputs
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    np.savetxt(folder / "a.xyz", np.random.default_rng(0).normal(size=(50, 3)))
+    (folder / "README.txt").write_text("scanned on Monday\n")
+    (folder / "results.csv").write_text("name,score\na,1\n")
+    assert [Path(i.input).name for i in expand_inputs([folder])] == ["a.xyz"]
+    np.savetxt(tmp_path / "b.txt", np.random.default_rng(1).normal(size=(50, 3)))
+    assert [Path(i.input).name for i in expand_inputs([tmp_path / "b.txt"])] == ["b.txt"]
