@@ -22,6 +22,7 @@ from _shared import SHAPES_DIR
 import neural_sdf as ns
 from neural_sdf.config import replace_given
 from neural_sdf.extract import connected_components
+from neural_sdf.recipe import keep_explicit
 from neural_sdf.sampling import sample_mesh_surface
 
 
@@ -67,10 +68,8 @@ def main() -> None:
         sampling=replace_given(o.sampling, batch_size=a.batch_size, off_surface_ratio=a.off_surface_ratio,
                       near_surface_ratio=a.near_surface_ratio),
     )
-    if a.w0_first is not None:
-        o = dc.replace(o, adapt_w0=False)  # the given first-layer w0, whatever the density
-    if a.weight_normal is not None:
-        o = dc.replace(o, adapt_normal_weight=False)  # the given normal weight, whatever the normals
+    # The given first-layer w0 and normal weight are kept, whatever the density and the normals.
+    o = keep_explicit(o, [key for key, value in (("siren.w0_first", a.w0_first), ("weights.normal", a.weight_normal)) if value is not None])
     e = replace_given(ns.ExtractConfig(), resolution=a.resolution)
     t0 = time.perf_counter()
     result = ns.reconstruct(cloud, o, e, progress=False)

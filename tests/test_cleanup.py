@@ -12,10 +12,10 @@ from neural_sdf.cleanup import (
     ScanConfig,
     check_degenerate,
     clean_cloud,
+    find_outliers,
     prepare_cloud,
     remove_duplicates,
     remove_far_outliers,
-    find_outliers,
     voxel_downsample,
 )
 from neural_sdf.errors import InputError

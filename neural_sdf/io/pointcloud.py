@@ -259,7 +259,7 @@ def _column_roles(names: list[str], path: Path, source: str) -> list[str]:
 
 
 def _guess_roles(path: Path, data: np.ndarray) -> list[str]:
-    """Roles of unnamed columns from their count (logged when more than xyz)."""
+    """Roles of unnamed columns from their count (logged unless xyz or xyz + unit normals)."""
     count = data.shape[1]
     if count < 3:
         raise InputError(f"{path}: rows have {count} columns; a point needs at least x y z")
@@ -275,7 +275,8 @@ def _guess_roles(path: Path, data: np.ndarray) -> list[str]:
         roles[3] = "intensity"
     elif pts_file and count == 7:
         roles[3:7] = ["intensity", "r", "g", "b"]
-    if count > 3:
+    if count > 3 and roles[3:] != list(_NORMAL_ROLES):
+        # xyz and xyz + unit normals are the usual layouts; anything else is a guess worth a line.
         log.info(
             "%s: no column header; read the %d columns as %s (name them with --columns, e.g. --columns 'x y z nx ny nz')",
             path, count, " ".join(roles),
