@@ -36,6 +36,11 @@ _EXPORTS = {
     "Siren": "nn",
     # SDF
     "SDFModel": "fields.sdf",
+    "SceneModel": "scene",
+    "load_model": "scene",
+    "reconstruct_scene": "scene",
+    "plan_tiles": "scene",
+    "TilingConfig": "scene",
     "FitOptions": "reconstruct",
     "fit_sdf": "reconstruct",
     "extract_mesh": "reconstruct",

@@ -165,9 +165,50 @@ def _check_mesh_output(path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- commands
+def _add_tiling_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scenes: tiles (a cloud one network cannot hold is split into tiles fitted one SIREN each)")
+    g.add_argument("--tiles", default="auto", metavar="auto|off|N", help="auto: tile when the cloud is large against its point spacing; off: one network; N: at least N tiles (default: auto)")
+    g.add_argument("--tile-size", type=float, default=0.0, metavar="L", help="side of the tiles in the input's units (default: automatic k-d tiles)")
+    g.add_argument("--jobs", type=int, default=1, help="tiles fitted at once in separate processes (default: 1)")
+    g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="one Ray task per tile: no ADDRESS starts a local Ray instance; HOST:PORT or auto joins a cluster (see batch --ray)")
+    g.add_argument("--retries", type=int, default=1, help="attempts after the first for a failing tile (default: 1)")
+
+
+def _prepare_and_plan(args: argparse.Namespace, options: Any, output: Path, extract: Optional[ExtractConfig] = None):
+    """The data stage and the tile plan; the plan (and the voxel size of a tiled run) is logged before any fit."""
+    from .cleanup import prepare_cloud
+    from .scene import TilingConfig, check_tiling, plan_tiles
+
+    if args.jobs < 1:
+        raise InputError(f"--jobs {args.jobs}: expected at least 1")
+    if args.retries < 0:
+        raise InputError(f"--retries {args.retries}: expected 0 or more")
+    tiling = TilingConfig(tiles=args.tiles, tile_size=args.tile_size)
+    check_tiling(tiling)  # before loading: a mistyped flag costs no time
+    prepared = prepare_cloud(_one_or_many(args.input), options.scan, seed=options.train.seed, progress=not args.quiet)
+    plan = plan_tiles(prepared.cloud.points, tiling)
+    if plan.tiled and extract is not None:
+        from .extract import extraction_grid
+        from .geometry import bounds, fit_normalization
+
+        voxel = extract.voxel_size if extract.voxel_size > 0 else plan.voxel_size
+        box = bounds(prepared.cloud.points)
+        norm = fit_normalization(box)
+        grid = extraction_grid(norm.to_normalized(box), dataclasses.replace(extract, voxel_size=voxel), norm.scale)
+        log.info("plan: %s; mesh voxel %.4g (grid %s)", plan.describe(), voxel, "x".join(str(n) for n in grid.shape))
+    else:
+        log.info("plan: %s", plan.describe())
+    work = None if args.no_checkpoint else output.with_name(output.name + ".tiles")
+    return prepared, plan, work
+
+
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    import shutil
+    import time
+
     from .io import check_writable, save_mesh
-    from .reconstruct import reconstruct
+    from .reconstruct import reconstruct_prepared
+    from .scene import reconstruct_scene
 
     _check_mesh_output(args.output)
     if args.model is not None:
@@ -175,12 +216,22 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     options = _fit_options(args)
     extract = _config_from_args(ExtractConfig, args, _preset(args)[1])
     device = resolve_device(args.device)
-    result = reconstruct(
-        _one_or_many(args.input), options, extract, device=device, checkpoint=_checkpoint_path(args, args.output), progress=not args.quiet
-    )
+    t0 = time.perf_counter()
+    prepared, plan, work = _prepare_and_plan(args, options, args.output, extract)
+    if plan.tiled:
+        result = reconstruct_scene(
+            prepared, options, extract, plan, work_dir=work, processes=args.jobs, ray=args.ray, retries=args.retries,
+            device=device, progress=not args.quiet,
+        )
+    else:
+        result = reconstruct_prepared(
+            prepared, options, extract, device=device, checkpoint=_checkpoint_path(args, args.output), progress=not args.quiet, started=t0,
+        )
     if args.model is not None:
         result.model.save(args.model)
     save_mesh(result.mesh, args.output)
+    if plan.tiled and work is not None:
+        shutil.rmtree(work, ignore_errors=True)
     log.info(
         "wrote %s (%d vertices, %d faces); fit %.1f s, extraction %.1f s",
         args.output, len(result.mesh.vertices), len(result.mesh.faces), result.fit_seconds, result.extract_seconds,
@@ -189,29 +240,42 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    import shutil
+    import time
+
     from .io import check_writable
-    from .reconstruct import fit_sdf
+    from .reconstruct import fit_prepared
+    from .scene import fit_scene
 
     check_writable(args.output)
-    args.input = _one_or_many(args.input)
     if args.space is not None:
+        args.input = _one_or_many(args.input)
         return _cmd_fit_latent(args)
-    model = fit_sdf(
-        args.input, _fit_options(args), device=resolve_device(args.device),
-        checkpoint=_checkpoint_path(args, args.output), progress=not args.quiet,
-    )
+    options = _fit_options(args)
+    device = resolve_device(args.device)
+    t0 = time.perf_counter()
+    prepared, plan, work = _prepare_and_plan(args, options, args.output)
+    if plan.tiled:
+        model = fit_scene(
+            prepared, options, plan, work_dir=work, processes=args.jobs, ray=args.ray, retries=args.retries,
+            device=device, progress=not args.quiet,
+        ).model
+    else:
+        model = fit_prepared(prepared, options, device=device, checkpoint=_checkpoint_path(args, args.output), progress=not args.quiet, started=t0)
     model.save(args.output)
+    if plan.tiled and work is not None:
+        shutil.rmtree(work, ignore_errors=True)
     log.info("wrote %s; fit %.1f s", args.output, model.info["fit_seconds"])
     return EXIT_OK
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from .fields.sdf import SDFModel
     from .io import save_mesh
     from .reconstruct import extract_mesh
+    from .scene import load_model
 
     _check_mesh_output(args.output)
-    model = SDFModel.load(args.model, device=resolve_device(args.device))
+    model = load_model(args.model, device=resolve_device(args.device))
     mesh = extract_mesh(model, _config_from_args(ExtractConfig, args), progress=not args.quiet)
     if mesh.is_empty:
         raise InputError(f"{args.model}: the SDF has no zero crossing in the grid; no surface to extract")
@@ -259,10 +323,10 @@ def load_renderable(path: Path, resolution: int = 192) -> list:
 
     ext = path.suffix.lower()
     if ext in (".nsdf",) or (path.exists() and not path.is_dir() and _is_model_file(path)):
-        from .fields.sdf import SDFModel
         from .reconstruct import extract_mesh
+        from .scene import load_model
 
-        model = SDFModel.load(path)
+        model = load_model(path)
         mesh = extract_mesh(model, ExtractConfig(resolution=resolution))
         if mesh.is_empty:
             raise InputError(f"{path}: the SDF has no zero crossing; nothing to show")
@@ -537,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(p)
     _add_scan_args(p)
     _add_extract_args(p)
+    _add_tiling_args(p)
     p.set_defaults(func=_cmd_reconstruct)
 
     p = sub.add_parser("fit", help="fit an SDF model to a point cloud or mesh")
@@ -544,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (suggested extension .nsdf)")
     _add_training_args(p)
     _add_scan_args(p)
+    _add_tiling_args(p)
     p.add_argument("--space", type=Path, default=None, help="fit only a latent code in this shape space (written by fit-space)")
     p.set_defaults(func=_cmd_fit)
 

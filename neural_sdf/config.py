@@ -148,7 +148,7 @@ class ExtractConfig:
     keep_distance: float = _f(
         2.0,
         "'near the input' means within this many grid cells of an input point, or within this many "
-        "typical point spacings (median nearest-neighbour distance), whichever is larger",
+        "local point spacings of it (half the distance to its 8th neighbour), whichever is larger",
     )
     keep_all_components: bool = _f(False, "keep every connected piece (no clean-up)")
     dense: bool = _f(
@@ -161,8 +161,23 @@ class ExtractConfig:
         "sparse path: assumed bound on |grad f| used to skip cells that cannot hold the surface "
         "(eikonal training makes it about 1; cells it wrongly skips next to found surface are repaired)",
     )
+    voxel_size: float = _f(
+        0.0, "edge of the extraction grid's cells in the input's units, instead of --resolution (0: use --resolution; "
+        "tiled scenes default to the point spacing)",
+    )
+    trim: Literal["auto", "on", "off"] = _f(
+        "auto",
+        "remove surface farther from the input than --trim-factor local point spacings (auto: on for scenes and "
+        "single-view scans, whose sides no sensor saw; off for objects, whose holes get capped)",
+    )
+    trim_factor: float = _f(3.0, "trimming distance, in local point spacings (at least two grid cells)")
 
     def __post_init__(self) -> None:
+        _check_literal(self, "trim")
+        if not (self.voxel_size >= 0 and self.voxel_size < float("inf")):
+            raise ValueError(f"voxel_size must be >= 0 (0: use resolution), got {self.voxel_size}")
+        if not self.trim_factor > 0:
+            raise ValueError(f"trim_factor must be > 0, got {self.trim_factor}")
         if self.resolution < 8:
             raise ValueError(f"resolution must be >= 8, got {self.resolution}")
         if self.resolution > 4096:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .config import ExtractConfig
-from .geometry import Mesh, Normalization, point_spacing
+from .geometry import Mesh, Normalization
 from .sampling import Grid, iter_chunks, make_grid
 
 __all__ = [
@@ -24,6 +24,9 @@ __all__ = [
     "extract_mesh",
     "connected_components",
     "remove_stray_components",
+    "trim_mesh",
+    "near_input",
+    "MAX_RESOLUTION",
     "sparse_marching_cubes",
     "sparse_stride",
     "SparseExtraction",
@@ -36,16 +39,37 @@ SDFFunction = Callable[[torch.Tensor], torch.Tensor]
 """Maps ``(N, 3)`` normalized points to ``(N, 1)`` signed distances."""
 
 
-def extraction_grid(data_bounds_normalized: np.ndarray, config: ExtractConfig) -> Grid:
+MAX_RESOLUTION = 4096
+"""Most grid points along the longest side of an extraction grid."""
+
+
+def extraction_grid(data_bounds_normalized: np.ndarray, config: ExtractConfig, scale: float = 1.0) -> Grid:
     """Grid over the normalized data box grown by ``config.padding`` of its largest side.
 
-    The box is clipped to the training domain ``[-1, 1]^3``.
+    The box is clipped to the training domain ``[-1, 1]^3``. With ``config.voxel_size`` (world
+    units; ``scale`` is the normalization's, normalized units per world unit) the grid's cells have
+    that edge; otherwise it has ``config.resolution`` points along the longest side.
+
+    Raises:
+        InputError: a voxel size that needs more than ``MAX_RESOLUTION`` points along a side.
     """
     lo, hi = np.asarray(data_bounds_normalized[0]), np.asarray(data_bounds_normalized[1])
     margin = config.padding * float((hi - lo).max()) + 1e-6
     lo = np.clip(lo - margin, -1.0, 1.0)
     hi = np.clip(hi + margin, -1.0, 1.0)
-    return make_grid(lo, hi, config.resolution)
+    resolution = config.resolution
+    if config.voxel_size > 0:
+        resolution = int(np.ceil(float((hi - lo).max()) / (config.voxel_size * scale))) + 1
+        if resolution > MAX_RESOLUTION:
+            from .errors import InputError
+
+            raise InputError(
+                f"--voxel-size {config.voxel_size:g}: {resolution:,} grid points along the longest side "
+                f"(extent {float((hi - lo).max()) / scale:.4g}); at most {MAX_RESOLUTION} fit, use a voxel of at least "
+                f"{float((hi - lo).max()) / scale / (MAX_RESOLUTION - 1):.3g}"
+            )
+        resolution = max(resolution, 8)
+    return make_grid(lo, hi, resolution)
 
 
 def evaluate_grid(
@@ -128,30 +152,45 @@ def _submesh(mesh: Mesh, face_mask: np.ndarray) -> Mesh:
     return Mesh(mesh.vertices[used], remap[faces])
 
 
-def remove_stray_components(mesh: Mesh, points: np.ndarray, max_distance: float, keep_fraction: float) -> Mesh:
+def near_input(vertices: np.ndarray, points: np.ndarray, spacings: float, min_distance: float = 0.0) -> np.ndarray:
+    """Which ``(V, 3)`` vertices lie near the input: within ``max(spacings * s, min_distance)`` of
+    an input point, with ``s`` the local spacing at that point (half the distance to its 8th
+    neighbour), so that "near" follows the density where each point is (a scan's sparse ground as
+    much as its dense objects). Returns a ``(V,)`` bool mask."""
+    from scipy.spatial import cKDTree
+
+    if not len(points) or not len(vertices):
+        return np.zeros(len(vertices), dtype=bool)
+    tree = cKDTree(points)
+    local = tree.query(points, k=min(9, len(points)), workers=-1)[0]
+    local = local[:, -1] / 2.0 if local.ndim == 2 else np.zeros(len(points))
+    dist, nearest = tree.query(vertices, k=1, workers=-1)
+    return dist <= np.maximum(spacings * local[nearest], min_distance)
+
+
+def remove_stray_components(mesh: Mesh, points: np.ndarray, max_distance: float, keep_fraction: float, spacings: float = 0.0) -> Mesh:
     """Keep the connected pieces that the data supports; drop phantom shells and sheets.
 
-    A piece is kept when at least ``keep_fraction`` of its vertices lie within ``max_distance``
-    of some input point. The rule is local, so shapes made of several separate parts keep all
-    of them, while closed shells that the network invents inside the shape or in empty space
-    (far from every input point) are removed.
+    A piece is kept when at least ``keep_fraction`` of its vertices lie near some input point:
+    within ``max_distance``, or within ``spacings`` local point spacings of it (``near_input``).
+    The rule is local, so shapes made of several separate parts keep all of them, while closed
+    shells that the network invents inside the shape or in empty space (far from every input
+    point) are removed.
 
     Args:
         mesh: the extracted mesh (any units).
         points: ``(N, 3)`` input points in the same units.
-        max_distance: distance to the input that counts as "near", same units.
+        max_distance: distance to the input that always counts as "near", same units.
         keep_fraction: fraction of near vertices a piece needs.
+        spacings: local point spacings that count as "near" too (0: only ``max_distance``).
     """
-    from scipy.spatial import cKDTree
-
     if mesh.is_empty:
         return mesh
     labels = connected_components(mesh)
     num = int(labels.max()) + 1
     if num == 1 and keep_fraction <= 0:
         return mesh
-    dist, _ = cKDTree(points).query(mesh.vertices, k=1, distance_upper_bound=max_distance, workers=-1)
-    near_vertex = np.isfinite(dist)
+    near_vertex = near_input(mesh.vertices, points, spacings, max_distance)
     near_face = near_vertex[mesh.faces].mean(axis=1)
     # Per-piece mean of near_face, vectorized: marching cubes on a noisy field can make
     # thousands of tiny pieces, and a Python loop over them would be quadratic.
@@ -201,7 +240,7 @@ def extract_mesh(
         World-space ``Mesh``; empty (with a warning) when the SDF has no zero crossing.
     """
     nb = normalization.to_normalized(np.asarray(data_bounds, dtype=np.float64).reshape(2, 3))
-    grid = extraction_grid(nb, config)
+    grid = extraction_grid(nb, config, normalization.scale)
     fn = _fast_sdf(fn)
     if config.dense:
         volume = evaluate_grid(fn, grid, config.chunk_size, device=device, progress=progress)
@@ -221,13 +260,39 @@ def extract_mesh(
     if mesh.is_empty:
         return mesh
     mesh = Mesh(normalization.to_world(mesh.vertices), mesh.faces)
+    cell_world = grid.spacing / normalization.scale
     if support_points is not None and not config.keep_all_components:
         # "Near" scales with the grid and with the cloud's density: at a fine grid a sparse cloud's
         # points lie several cells apart, and a cells-only rule would call its true surface stray.
-        cell_world = grid.spacing / normalization.scale
-        near = config.keep_distance * max(cell_world, point_spacing(support_points))
-        mesh = remove_stray_components(mesh, support_points, near, config.keep_fraction)
+        mesh = remove_stray_components(mesh, support_points, config.keep_distance * cell_world, config.keep_fraction, config.keep_distance)
+    if support_points is not None and config.trim == "on":
+        mesh = trim_mesh(mesh, support_points, config.trim_factor, 2.0 * cell_world)
     return mesh
+
+
+def trim_mesh(mesh: Mesh, points: np.ndarray, factor: float = 3.0, min_distance: float = 0.0) -> Mesh:
+    """Remove the surface that no input point supports: what a scan's sensor never saw.
+
+    A vertex is supported when it lies near the input (``near_input``: within ``factor`` local
+    point spacings of a point, or ``min_distance``). Faces with an unsupported vertex are removed.
+
+    Args:
+        mesh: world-space mesh.
+        points: ``(N, 3)`` world input points.
+        factor: distance allowed, in local spacings.
+        min_distance: distance always allowed (world units; two grid cells keep marching cubes'
+            own discretization from being cut).
+
+    Returns:
+        The trimmed mesh (open where it was cut).
+    """
+    if mesh.is_empty or not len(points):
+        return mesh
+    keep = near_input(mesh.vertices, points, factor, min_distance)[mesh.faces].all(axis=1)
+    if keep.all():
+        return mesh
+    log.info("trimmed %d of %d faces farther than %g local spacings from the input", int((~keep).sum()), len(keep), factor)
+    return _submesh(mesh, keep)
 
 
 # ----------------------------------------------------------------------------- sparse extraction

@@ -26,7 +26,7 @@ from .recipe import FitOptions, resolve_recipe
 from .sampling import sign_grid
 from .train import fit, load_training_state, save_training_state
 
-__all__ = ["FitOptions", "fit_sdf", "fit_prepared", "extract_mesh", "reconstruct", "ReconstructResult", "SUPPORT_POINTS", "quality_preset", "QUALITY_PRESETS"]
+__all__ = ["FitOptions", "fit_sdf", "fit_prepared", "extract_mesh", "resolve_extract", "reconstruct_prepared", "reconstruct", "ReconstructResult", "SUPPORT_POINTS", "quality_preset", "QUALITY_PRESETS"]
 
 log = logging.getLogger(__name__)
 
@@ -220,17 +220,66 @@ def surface_residual(model: SDFModel, points: np.ndarray) -> dict[str, float]:
     return {"median": float(np.median(values)), "p99": float(np.quantile(values, 0.99))}
 
 
-def extract_mesh(model: SDFModel, config: ExtractConfig = ExtractConfig(), *, progress: bool = False) -> Mesh:
-    """Mesh a fitted model's zero level set in its input's coordinates (see ``extract.extract_mesh``)."""
+def resolve_extract(model: Any, config: ExtractConfig) -> ExtractConfig:
+    """Resolve a model's "auto" extraction settings.
+
+    A scene (a model with ``tiles``) is meshed at ``config.voxel_size`` or, when that is 0 and the
+    resolution is the default one, at the voxel its plan chose from the point spacing
+    (``info["plan"]["voxel_size"]``; a preview that asks for another resolution gets it). Trimming
+    ("auto") is on for scenes and for single-view scans (the input gave a sensor position), whose
+    unseen sides are no surface, and off for objects, whose holes are capped.
+    """
+    changes: dict[str, Any] = {}
+    scene = hasattr(model, "tiles")
+    if scene and config.voxel_size <= 0 and config.resolution == ExtractConfig().resolution:
+        changes["voxel_size"] = float(model.info.get("plan", {}).get("voxel_size", 0.0))
+    if config.trim == "auto":
+        changes["trim"] = "on" if scene or model.info.get("viewpoint") is not None else "off"
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def extract_mesh(model: Any, config: ExtractConfig = ExtractConfig(), *, support_points: Optional[np.ndarray] = None, progress: bool = False) -> Mesh:
+    """Mesh a fitted model's zero level set in its input's coordinates (see ``extract.extract_mesh``).
+
+    Args:
+        model: an ``SDFModel`` or a ``scene.SceneModel``.
+        config: grid and clean-up (``resolve_extract`` resolves its "auto" settings for the model).
+        support_points: ``(N, 3)`` world input points for the clean-up and trimming (default: the
+            subsample kept in the model).
+        progress: show a progress bar.
+    """
     return _extract(
         model.network,
         model.normalization,
         model.data_bounds,
-        config,
-        support_points=model.support_points,
+        resolve_extract(model, config),
+        support_points=model.support_points if support_points is None else support_points,
         device=model.device,
         progress=progress,
     )
+
+
+def reconstruct_prepared(
+    prepared: PreparedCloud,
+    options: FitOptions = FitOptions(),
+    extract: ExtractConfig = ExtractConfig(),
+    *,
+    device: Device = "cpu",
+    checkpoint: Optional[PathLike] = None,
+    progress: bool = True,
+    started: Optional[float] = None,
+) -> ReconstructResult:
+    """Fit one SDF to a prepared cloud and extract its mesh (see ``reconstruct``)."""
+    t0 = time.perf_counter() if started is None else started
+    model = fit_prepared(prepared, options, device=device, checkpoint=checkpoint, progress=progress, started=t0)
+    if prepared.cloud.viewpoint is not None:
+        model.info["viewpoint"] = [float(v) for v in prepared.cloud.viewpoint]
+    t1 = time.perf_counter()
+    mesh = extract_mesh(model, extract, progress=progress)
+    t2 = time.perf_counter()
+    if mesh.is_empty:
+        raise InputError(f"{prepared.name}: the fitted SDF has no zero crossing; no surface to extract")
+    return ReconstructResult(mesh, model, t1 - t0, t2 - t1)
 
 
 def reconstruct(
@@ -244,17 +293,15 @@ def reconstruct(
 ) -> ReconstructResult:
     """Fit an SDF to ``source`` and extract its mesh, in the input's coordinates.
 
+    One network for the whole cloud; ``scene.reconstruct_scene`` tiles clouds one network cannot
+    hold.
+
     Raises:
         InputError: unusable input, or a fit whose SDF has no zero crossing.
     """
     t0 = time.perf_counter()
-    model = fit_sdf(source, options, device=device, checkpoint=checkpoint, progress=progress)
-    t1 = time.perf_counter()
-    mesh = extract_mesh(model, extract, progress=progress)
-    t2 = time.perf_counter()
-    if mesh.is_empty:
-        raise InputError(f"{source if isinstance(source, (str, Path)) else 'input'}: the fitted SDF has no zero crossing; no surface to extract")
-    return ReconstructResult(mesh, model, t1 - t0, t2 - t1)
+    prepared = prepare_cloud(source, options.scan, seed=options.train.seed, progress=progress)
+    return reconstruct_prepared(prepared, options, extract, device=device, checkpoint=checkpoint, progress=progress, started=t0)
 
 
 QualityPreset = Literal["fast", "default", "high"]

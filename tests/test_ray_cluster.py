@@ -213,3 +213,22 @@ def test_token_settings_that_cannot_work_fail_before_any_work(clean_auth: Path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "RAY_AUTH_MODE=token but no Ray token was found" in err[0], err
     assert not out.exists()
+
+
+def test_tiled_reconstruct_on_the_cluster_equals_local_processes(head, clean_auth: Path, tmp_path: Path) -> None:
+    # One Ray task per tile on the head (joined by address, with its token), against two local
+    # processes: the same tiles, each fitted with one thread and the same seed, so the same mesh.
+    address, head_home, _ = head
+    shutil.copytree(head_home / ".ray", clean_auth / ".ray")
+    tm = trimesh.creation.icosphere(subdivisions=4)
+    cloud = tmp_path / "sphere.ply"
+    save_points(sample_mesh_surface(Mesh(np.asarray(tm.vertices), np.asarray(tm.faces)), 6000, seed=0), cloud)
+    flags = [flag for flag in TINY_FLAGS if flag != "--no-checkpoint"] + ["--tiles", "4"]
+    assert main(["reconstruct", str(cloud), "-o", str(tmp_path / "ray.ply"), "--ray", address, *flags]) == 0
+    assert not ray.is_initialized()
+    assert main(["reconstruct", str(cloud), "-o", str(tmp_path / "local.ply"), "--jobs", "2", *flags]) == 0
+    from neural_sdf.io import load_mesh
+
+    a, b = load_mesh(tmp_path / "ray.ply"), load_mesh(tmp_path / "local.ply")
+    assert len(a.faces) == len(b.faces) > 0
+    np.testing.assert_allclose(a.vertices, b.vertices, rtol=0, atol=1e-6)

@@ -66,7 +66,7 @@ def load_item(path: Path) -> Item:
     if path.is_dir():
         raise ns.InputError(f"{path}: is a folder, expected a mesh, point cloud or model file")
     if is_model_file(path):
-        model = ns.SDFModel.load(path)
+        model = ns.load_model(path)  # a single model or a tiled scene
         cloud = None if model.support_points is None else ns.PointCloud(model.support_points)
         return Item(path, "model", model=model, cloud=cloud)
     ext = path.suffix.lower()
