@@ -253,9 +253,14 @@ def extract_mesh(
                 volume[tuple(index)] = BORDER_VALUE
         mesh = marching_cubes(volume, grid, level=0.0)
     else:
-        # Same mesh as the dense path (same cells, same values, same forcing), far fewer evaluations.
+        # Same mesh as the dense path (same cells, same values, same forcing), far fewer evaluations;
+        # when trimming, only near the data (what lies farther is trimmed anyway).
+        near = None
+        if support_points is not None and config.trim == "on":
+            pts = normalization.to_normalized(support_points)
+            near = (pts, _trim_reach(support_points, config.trim_factor) * normalization.scale + 2 * grid.spacing)
         mesh = sparse_marching_cubes(
-            fn, grid, lipschitz=config.lipschitz, chunk_size=config.chunk_size, device=device, progress=progress
+            fn, grid, lipschitz=config.lipschitz, chunk_size=config.chunk_size, device=device, progress=progress, near=near
         ).mesh
     if mesh.is_empty:
         return mesh
@@ -268,6 +273,15 @@ def extract_mesh(
     if support_points is not None and config.trim == "on":
         mesh = trim_mesh(mesh, support_points, config.trim_factor, 2.0 * cell_world)
     return mesh
+
+
+def _trim_reach(points: np.ndarray, factor: float) -> float:
+    """Farthest a supported vertex can lie from the input under ``trim_mesh`` (world units): ``factor``
+    times the largest local spacing (99.9th percentile, so a few isolated points do not set it)."""
+    from scipy.spatial import cKDTree
+
+    local = cKDTree(points).query(points[:: max(1, len(points) // 200_000)], k=min(9, len(points)), workers=-1)[0]
+    return factor * float(np.quantile(local[:, -1] / 2.0, 0.999)) if local.ndim == 2 else 0.0
 
 
 def trim_mesh(mesh: Mesh, points: np.ndarray, factor: float = 3.0, min_distance: float = 0.0) -> Mesh:
@@ -379,6 +393,7 @@ def sparse_marching_cubes(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    near: Optional[tuple[np.ndarray, float]] = None,
 ) -> SparseExtraction:
     """Mesh the zero level set of ``fn`` on ``grid`` by coarse-to-fine evaluation.
 
@@ -411,6 +426,10 @@ def sparse_marching_cubes(
         device: where ``fn`` runs.
         dtype: dtype of the coordinates passed to ``fn``.
         progress: show a progress bar over slabs.
+        near: ``(points (N, 3) in the grid's coordinates, distance)``: mesh only the coarsest cubes
+            within ``distance`` of a point (a scan's data), and nothing in the space no sensor saw,
+            where an open scan's field may hold any number of surfaces (they would be trimmed
+            anyway; meshing them first can cost most of the time).
 
     Returns:
         ``SparseExtraction``: the mesh in grid coordinates (empty, with a warning, when no cell
@@ -423,6 +442,8 @@ def sparse_marching_cubes(
     cells = -(-(shape - 1) // stride)  # coarse cubes per axis
     top = cells * stride  # last virtual grid index per axis (>= shape - 1)
     state = _SparseState(fn, grid, shape, top, stride, lipschitz, border_value, chunk_size, device, dtype)
+    if near is not None:
+        state.active = _active_cubes(grid, cells, stride, *near)
 
     # Corners of the coarsest cubes: one small regular grid (points past the grid's end included).
     axes = [np.arange(0, t + 1, stride) for t in top]
@@ -435,6 +456,20 @@ def sparse_marching_cubes(
         return SparseExtraction(Mesh(np.zeros((0, 3))), state.num_evaluations, num_cells)
     mesh = _merge_block_meshes(parts, grid, stride)
     return SparseExtraction(mesh, state.num_evaluations, num_cells)
+
+
+def _active_cubes(grid: Grid, cells: np.ndarray, stride: int, points: np.ndarray, distance: float) -> np.ndarray:
+    """Coarsest cubes (``cells`` per axis, ``stride`` grid cells each) within ``distance`` of a point."""
+    from scipy.ndimage import binary_dilation
+
+    active = np.zeros(tuple(int(c) for c in cells), dtype=bool)
+    idx = np.floor((np.asarray(points) - np.asarray(grid.origin)) / (grid.spacing * stride)).astype(np.int64)
+    idx = idx[np.all((idx >= 0) & (idx < cells), axis=1)]
+    active[tuple(idx.T)] = True
+    reach = int(np.ceil(distance / (grid.spacing * stride)))
+    if reach > 0:
+        active = binary_dilation(active, iterations=reach)
+    return active
 
 
 def _unique_rows(rows: np.ndarray) -> np.ndarray:
@@ -468,6 +503,14 @@ class _SparseState:
         self.device, self.dtype = device, dtype
         self.last_cell = shape - 2  # largest origin of a real grid cell, per axis
         self.num_evaluations = 0
+        self.active: Optional[np.ndarray] = None  # coarsest cubes that may be meshed (None: all)
+
+    def _in_active(self, cells: np.ndarray) -> np.ndarray:
+        """Which global cell origins ``(K, 3)`` lie in an active coarsest cube."""
+        if self.active is None:
+            return np.ones(len(cells), dtype=bool)
+        c = np.minimum(cells // self.stride, np.asarray(self.active.shape) - 1)
+        return self.active[tuple(c.T)]
 
     def evaluate(self, idx: np.ndarray) -> np.ndarray:
         """SDF at integer grid indices ``(K, 3)``; returns ``(K,)`` float32."""
@@ -527,6 +570,7 @@ class _SparseState:
         jy, jz = np.meshgrid(np.arange(0, self.top[1], s0), np.arange(0, self.top[2], s0), indexing="ij")
         org = np.stack([np.zeros(jy.size, dtype=np.int64), jy.ravel(), jz.ravel()], -1)
         org = org[np.all(org + slab.offset <= self.last_cell, axis=1)]
+        org = org[self._in_active(org + slab.offset)]
         side = s0
         while side > 2 and len(org):
             vals = slab.values[tuple((org[:, None, :] + _BITS[None] * side).transpose(2, 0, 1))]  # (r, 8)
@@ -701,7 +745,7 @@ class _SparseState:
                 break
             nb = _unique_rows(np.concatenate(new))
             g = nb + slab.offset
-            nb = nb[np.all((g >= 0) & (g <= self.last_cell), axis=1)]
+            nb = nb[np.all((g >= 0) & (g <= self.last_cell), axis=1) & self._in_active(g)]
             inside = (nb[:, 0] >= 0) & (nb[:, 0] < s0)
             keep = ~inside
             keep[inside] = ~slab.cellmask[tuple(nb[inside].T)]
