@@ -81,6 +81,15 @@ class SDFBatch(NamedTuple):
     sign: Optional[torch.Tensor] = None
 
 
+def concat_batches(batches: list[SDFBatch]) -> SDFBatch:
+    """Stack several batches row-wise; ``sign`` is None only when no batch has one (missing rows are 0, unknown)."""
+    core = [torch.cat([getattr(b, f) for b in batches]) for f in ("coords", "normals", "on_surface", "off_surface")]
+    if all(b.sign is None for b in batches):
+        return SDFBatch(*core)
+    signs = [b.sign if b.sign is not None else torch.zeros(len(b.coords), device=b.coords.device) for b in batches]
+    return SDFBatch(*core, sign=torch.cat([s.to(signs[0].dtype) for s in signs]))
+
+
 class SignGrid(NamedTuple):
     """Which side of the surface each node of a regular grid over ``[-1, 1]^3`` lies on.
 

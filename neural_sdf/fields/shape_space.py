@@ -44,7 +44,7 @@ from ..geometry import Normalization, PointCloud, bounds, fit_normalization
 from ..io.checkpoint import MODEL_FORMAT, load_model_file, save_model_file
 from ..io.pointcloud import PointSource, load_points
 from ..nn import Siren
-from ..sampling import SDFBatch, sample_sdf_batch, step_generator
+from ..sampling import SDFBatch, concat_batches, sample_sdf_batch, step_generator
 from ..train import StepFn, fit
 from .sdf import SDFModel, cloud_to_tensors, sdf_loss
 
@@ -361,7 +361,7 @@ def _space_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The SDF loss of several shapes' batches at once: rows are conditioned on their shape's shift."""
     rows = torch.cat([torch.full((len(b.coords),), k, dtype=torch.long, device=shifts.device) for k, b in enumerate(batches)])
-    batch = SDFBatch(*(torch.cat([getattr(b, f) for b in batches]) for f in SDFBatch._fields))
+    batch = concat_batches(batches)
     return sdf_loss(_Conditioned(siren, shifts[rows]), batch, weights)  # type: ignore[arg-type]
 
 
