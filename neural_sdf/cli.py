@@ -262,6 +262,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         ).model
     else:
         model = fit_prepared(prepared, options, device=device, checkpoint=_checkpoint_path(args, args.output), progress=not args.quiet, started=t0)
+        model.ensure_far_field()  # so that the saved model answers distances away from the surface
     model.save(args.output)
     if plan.tiled and work is not None:
         shutil.rmtree(work, ignore_errors=True)
@@ -281,6 +282,29 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         raise InputError(f"{args.model}: the SDF has no zero crossing in the grid; no surface to extract")
     save_mesh(mesh, args.output)
     log.info("wrote %s (%d vertices, %d faces)", args.output, len(mesh.vertices), len(mesh.faces))
+    return EXIT_OK
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .io import atomic_write, check_writable, load_query_points
+    from .scene import load_model
+
+    if args.output.suffix.lower() != ".npy":
+        raise InputError(f"{args.output}: the answer is written as .npy")
+    check_writable(args.output)
+    points = load_query_points(args.points)
+    model = load_model(args.model, device=resolve_device(args.device))
+    values = model.sdf(points)
+    if args.gradient:
+        grad = model.gradient(points)
+        norm = np.linalg.norm(grad, axis=1, keepdims=True)
+        values = np.hstack([values[:, None], grad / np.maximum(norm, 1e-12)])
+    with atomic_write(args.output) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, values)
+    log.info("wrote %s: %s of %d points (input units)", args.output, "distance, unit normal" if args.gradient else "signed distance", len(points))
     return EXIT_OK
 
 
@@ -620,6 +644,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_extract_args(p)
     p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("query", help="signed distances (and normals) of a model at given points, in the input's units")
+    p.add_argument("model", type=Path, help="model file written by fit or reconstruct --model")
+    p.add_argument("points", type=Path, help="points (.npy .ply .xyz .txt .csv .pcd; a mesh file's vertices)")
+    p.add_argument("-o", "--output", type=Path, required=True, help=".npy to write: (N,) signed distances, negative inside; with --gradient (N, 4): distance, unit normal")
+    p.add_argument("--gradient", action="store_true", help="also the unit gradient (outward normal direction) at each point")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="only errors")
+    p.set_defaults(func=_cmd_query)
 
     p = sub.add_parser("evaluate", help="compare a mesh with a ground-truth mesh")
     p.add_argument("pred", type=Path, help="reconstructed mesh")

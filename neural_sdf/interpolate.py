@@ -16,7 +16,10 @@ in that shared world frame (both inputs must then be in the same units and rough
 network is only trustworthy inside its own ``[-1, 1]^3`` training domain).
 
 *What blending can and cannot do.* A convex combination of two signed distance functions is
-continuous in ``t`` and equals each endpoint exactly at ``t = 0`` and ``t = 1``; every frame is
+continuous in ``t`` and equals each endpoint exactly at ``t = 0`` and ``t = 1``. Each endpoint
+enters as ``SDFModel.field()``, a distance everywhere (its network near the surface, the distance
+to its mesh away from it), since the raw networks are distances only near their surfaces and
+their blend breaks into floating pieces. Every frame is
 meshed on a grid whose border is forced outside, so every frame is a closed (watertight) surface
 whenever it is non-empty. It is *not* a signed distance itself (``|grad f_t| <= 1``), and it
 knows nothing about parts: an arm of A does not travel to the arm of B, it shrinks away while
@@ -128,14 +131,17 @@ class BlendedSDF:
     def _endpoint(self, model: SDFModel, x: torch.Tensor) -> torch.Tensor:
         """Normalized SDF of ``model`` at normalized blend-frame points ``x``, in blend-frame units."""
         param = next(model.network.parameters())
+        # A distance everywhere (network near the surface, distances to its mesh away from it): a
+        # blend of raw networks, which are distances only near their surfaces, breaks into pieces.
+        field = model.field()
         if self.align:
             # Aligned: the blend frame's normalized coordinates are each model's own.
-            return model.network(x.to(device=param.device, dtype=param.dtype)).to(device=x.device, dtype=x.dtype)
+            return field(x.to(device=param.device, dtype=param.dtype)).to(device=x.device, dtype=x.dtype)
         # World blend: x_n(blend) -> world -> x_n(model); distances scale by s_blend / s_model.
         s, c = self.normalization.scale, x.new_tensor(self.normalization.center)
         sm, cm = model.normalization.scale, x.new_tensor(model.normalization.center)
         xm = (x / s + c - cm) * sm
-        f = model.network(xm.to(device=param.device, dtype=param.dtype)).to(device=x.device, dtype=x.dtype)
+        f = field(xm.to(device=param.device, dtype=param.dtype)).to(device=x.device, dtype=x.dtype)
         return f * (s / sm)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,7 +221,7 @@ def blend_mesh(
 
     The frame ``t = 0`` is meshed exactly as ``reconstruct.extract_mesh(a, config)`` (same
     grid, same clean-up of stray pieces); likewise ``t = 1`` for B. In-between frames keep every
-    connected piece, because the inputs' points do not describe them.
+    connected piece but specks below ``MIN_PIECE_SHARE`` of the frame's area.
 
     Args:
         a, b: the endpoint models.
@@ -233,7 +239,7 @@ def blend_mesh(
     # The endpoints go through the extractor exactly as the models themselves do (it may use a
     # faster, equivalent forward for a plain Siren), so frames 0 and 1 equal ``extract_mesh``'s.
     fn = a.network if blend.t == 0.0 else b.network if blend.t == 1.0 else blend
-    return _extract(
+    mesh = _extract(
         fn,
         blend.normalization,
         blend.data_bounds,
@@ -242,6 +248,32 @@ def blend_mesh(
         device="cpu" if a.device != b.device else a.device,
         progress=progress,
     )
+    if blend.t in (0.0, 1.0) or mesh.is_empty:
+        return mesh
+    return drop_specks(mesh, MIN_PIECE_SHARE)
+
+
+MIN_PIECE_SHARE = 1e-3
+"""In-between frames drop pieces smaller than this share of the frame's area: a part of one shape
+that is vanishing leaves specks of 0.003-0.03% of the area for a frame or two (measured on two
+shared-shape pairs, ``scripts/benchmark_distance.py``'s models); no input point describes them."""
+
+
+def drop_specks(mesh: Mesh, share: float) -> Mesh:
+    """``mesh`` without its connected pieces smaller than ``share`` of its total area."""
+    from .extract import connected_components
+
+    v = mesh.vertices[mesh.faces]
+    face_area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+    labels = connected_components(mesh)
+    areas = np.bincount(labels, weights=face_area)
+    small = areas < share * areas.sum()
+    if not small.any():
+        return mesh
+    log.info("dropped %d speck(s) below %.1g of the frame's area", int(small.sum()), share)
+    keep = ~small[labels]
+    used, faces = np.unique(mesh.faces[keep], return_inverse=True)
+    return Mesh(mesh.vertices[used], faces.reshape(-1, 3))
 
 
 def _latent_endpoint(model: SDFModel, space: ShapeSpace, name: str) -> torch.Tensor:

@@ -205,7 +205,7 @@ RESIDUAL_WARNING = 0.01
 """Median |f| on the input, as a fraction of the data's bounding-box diagonal, above which ``fit_sdf``
 warns that the fit failed: the F-score's 1% tolerance, so that sensor noise (0.5% of the diagonal
 gives a median of about 0.34%) does not trigger it. Converged fits on clean input measure about
-1e-4 (README, "Choosing the defaults")."""
+1e-4 (scripts/README.md, "Choosing the defaults")."""
 
 
 def surface_residual(model: SDFModel, points: np.ndarray) -> dict[str, float]:
@@ -216,7 +216,7 @@ def surface_residual(model: SDFModel, points: np.ndarray) -> dict[str, float]:
         model's data bounding box (unitless).
     """
     diag = float(np.linalg.norm(model.data_bounds[1] - model.data_bounds[0]))
-    values = np.abs(model.sdf(points)) / max(diag, 1e-300)
+    values = np.abs(model.network_sdf(points)) / max(diag, 1e-300)
     return {"median": float(np.median(values)), "p99": float(np.quantile(values, 0.99))}
 
 
@@ -276,9 +276,10 @@ def reconstruct_prepared(
         model.info["viewpoint"] = [float(v) for v in prepared.cloud.viewpoint]
     t1 = time.perf_counter()
     mesh = extract_mesh(model, extract, progress=progress)
-    t2 = time.perf_counter()
     if mesh.is_empty:
         raise InputError(f"{prepared.name}: the fitted SDF has no zero crossing; no surface to extract")
+    model.attach_far_field(mesh)  # distances away from the surface: to this mesh
+    t2 = time.perf_counter()
     return ReconstructResult(mesh, model, t1 - t0, t2 - t1)
 
 
@@ -313,7 +314,7 @@ def quality_preset(name: str) -> tuple[FitOptions, ExtractConfig]:
 
     ``default`` is ``FitOptions()`` and ``ExtractConfig()`` (SIREN 128 wide, 450 steps, grid 384);
     ``fast`` runs 200 steps and meshes at 256, ``high`` runs 1,500 steps and meshes at 512. The
-    README's "Choosing the defaults" gives what each costs and gives (armadillo, 100k points).
+    scripts/README.md's "Choosing the defaults" gives what each costs and gives (armadillo, 100k points).
 
     Raises:
         ValueError: for an unknown name (the message lists the presets).

@@ -67,8 +67,8 @@ def test_blend_endpoints_equal_models_exactly(model_a: SDFModel, model_b: SDFMod
     for align in (True, False):
         b0, b1 = blend_sdf(model_a, model_b, 0.0, align), blend_sdf(model_a, model_b, 1.0, align)
         with torch.no_grad():
-            assert torch.equal(b0(x), model_a.network(x))
-            assert torch.equal(b1(x), model_b.network(x))
+            assert torch.equal(b0(x), model_a.field()(x))
+            assert torch.equal(b1(x), model_b.field()(x))
         world_a = model_a.normalization.to_world(_points())
         world_b = model_b.normalization.to_world(_points())
         np.testing.assert_array_equal(b0.sdf(world_a), model_a.sdf(world_a))
@@ -80,7 +80,7 @@ def test_blend_is_convex_combination_in_aligned_frame(model_a: SDFModel, model_b
     x = torch.as_tensor(_points(), dtype=torch.float32)
     t = 0.3
     with torch.no_grad():
-        expected = 0.7 * model_a.network(x) + 0.3 * model_b.network(x)
+        expected = 0.7 * model_a.field()(x) + 0.3 * model_b.field()(x)
         torch.testing.assert_close(blend_sdf(model_a, model_b, t)(x), expected)
 
 

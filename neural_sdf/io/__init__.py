@@ -3,7 +3,7 @@
 from ._atomic import atomic_write, check_writable, partial_files, partial_files_in
 from .checkpoint import load_model_file, save_model_file
 from .mesh import MESH_EXTENSIONS, load_mesh, save_mesh
-from .pointcloud import POINT_EXTENSIONS, load_points, save_points
+from .pointcloud import POINT_EXTENSIONS, load_points, load_query_points, save_points
 
 __all__ = [
     "atomic_write",
@@ -13,6 +13,7 @@ __all__ = [
     "load_mesh",
     "save_mesh",
     "load_points",
+    "load_query_points",
     "save_points",
     "load_model_file",
     "save_model_file",

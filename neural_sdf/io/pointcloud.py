@@ -23,7 +23,16 @@ from ..geometry import PointCloud
 from ._atomic import atomic_write
 from .mesh import MESH_EXTENSIONS, _read_trimesh, _validate, check_input_file, mesh_from_object
 
-__all__ = ["POINT_EXTENSIONS", "TEXT_EXTENSIONS", "SCAN_EXTENSIONS", "MIN_POINTS", "load_points", "save_points", "clean_points"]
+__all__ = [
+    "POINT_EXTENSIONS",
+    "TEXT_EXTENSIONS",
+    "SCAN_EXTENSIONS",
+    "MIN_POINTS",
+    "load_points",
+    "load_query_points",
+    "save_points",
+    "clean_points",
+]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +114,30 @@ def _read_source(source: PointSource, num_mesh_samples: int, seed: int, columns:
     if ext != ".ply":
         raise InputError(f"{path}: no faces (not a triangle mesh, or not a valid {ext} file)")
     return _ply_cloud(path, loaded)
+
+
+def load_query_points(path: PathLike) -> np.ndarray:
+    """Points to query a model at, exactly as the file has them: ``(N, 3)`` float64, input units.
+
+    Reads every point format ``load_points`` reads; a mesh file gives its vertices (not samples).
+    Nothing is dropped or reordered, so row ``i`` of a query's answer is point ``i`` of the file.
+
+    Raises:
+        InputError: a missing, empty or malformed file, a wrong shape, or non-finite coordinates
+            (naming the first bad row).
+    """
+    p = check_input_file(path, INPUT_EXTENSIONS, "points")
+    if p.suffix.lower() in (".ply",) + MESH_EXTENSIONS:
+        loaded = _read_trimesh(p)
+        pts = np.asarray(getattr(loaded, "vertices", np.empty((0, 3))), dtype=np.float64)
+    else:
+        pts = _read_source(p, 0, 0).points
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
+        raise InputError(f"{p}: expected (N, 3) points, got shape {pts.shape}")
+    bad = ~np.isfinite(pts).all(axis=1)
+    if bad.any():
+        raise InputError(f"{p}: {int(bad.sum())} points have non-finite coordinates (first at row {int(np.argmax(bad))})")
+    return pts
 
 
 def _from_array(arr: np.ndarray, name: str) -> PointCloud:

@@ -24,8 +24,9 @@ import torch
 from .._typing import ArrayLike, Device, PathLike
 from ..config import SirenConfig, config_from_dict, config_to_dict
 from ..errors import InputError
+from ..fields.far_field import FarField
 from ..fields.sdf import SDFModel
-from ..geometry import Normalization
+from ..geometry import Mesh, Normalization
 from ..io.checkpoint import MODEL_FORMAT, load_model_file, save_model_file
 from ..nn import Siren
 from ..sampling import iter_chunks
@@ -93,8 +94,12 @@ class SceneField(torch.nn.Module):
             self._fast = [make_fast_forward(n) if supports_fused(n) else n for n in self.nets]
         return self._fast
 
-    def world_sdf(self, world: np.ndarray) -> np.ndarray:
-        """Blended signed distance at ``(N, 3)`` float64 world points: ``(N,)`` world units."""
+    def world_sdf(self, world: np.ndarray, distances: bool = False) -> np.ndarray:
+        """Blended signed distance at ``(N, 3)`` float64 world points: ``(N,)`` world units.
+
+        ``distances``: blend each tile's ``SDFModel.field()`` (a distance away from the surface too,
+        where the tile has a far field) instead of its raw network.
+        """
         n = len(world)
         acc = np.zeros(n)
         wsum = np.zeros(n)
@@ -114,8 +119,9 @@ class SceneField(torch.nn.Module):
             if not len(inside):
                 continue
             x = torch.as_tensor(tile.model.normalization.to_normalized(world[inside]), dtype=param.dtype, device=param.device)
+            fn = tile.model.field() if distances and tile.model.far_field is not None else forward
             with torch.no_grad():
-                f = forward(x)[:, 0].double().cpu().numpy() / tile.model.normalization.scale
+                f = fn(x)[:, 0].double().cpu().numpy() / tile.model.normalization.scale
             acc[inside] += w * f
             wsum[inside] += w
         covered = wsum > 0
@@ -163,12 +169,37 @@ class SceneModel:
         return self
 
     def sdf(self, points: ArrayLike, chunk_size: int = 262_144) -> np.ndarray:
-        """Signed distance at world points ``(N, 3)``: ``(N,)`` world units (negative inside)."""
+        """Signed distance at world points ``(N, 3)``: ``(N,)`` world units (negative inside).
+
+        Each tile answers with ``SDFModel.sdf``'s field when ``attach_far_fields`` gave it one (a
+        distance away from the surface too: to the scene's mesh within the tile's box), else with
+        its network (a distance only near the surface); beyond every tile, the distance to the
+        nearest tile box.
+        """
+        return self._evaluate(points, chunk_size, distances=True)
+
+    def network_sdf(self, points: ArrayLike, chunk_size: int = 262_144) -> np.ndarray:
+        """The blended networks at world points ``(N, 3)``: ``(N,)`` world units (what is meshed)."""
+        return self._evaluate(points, chunk_size, distances=False)
+
+    def _evaluate(self, points: ArrayLike, chunk_size: int, distances: bool) -> np.ndarray:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         out = np.empty(len(pts))
         for sl in iter_chunks(len(pts), chunk_size):
-            out[sl] = self.network.world_sdf(pts[sl])
+            out[sl] = self.network.world_sdf(pts[sl], distances=distances)
         return out
+
+    def attach_far_fields(self, mesh: Mesh) -> None:
+        """Give every tile the distances to the part of the scene's ``mesh`` (world units) within
+        its box (``SDFModel.attach_far_field``)."""
+        centroids = mesh.vertices[mesh.faces].mean(axis=1)
+        for tile in self.tiles:
+            lo, hi = tile.bounds
+            pad = 0.25 * (hi - lo)
+            keep = np.all((centroids >= lo - pad) & (centroids <= hi + pad), axis=1)
+            if keep.any():
+                used, faces = np.unique(mesh.faces[keep], return_inverse=True)
+                tile.model.attach_far_field(Mesh(mesh.vertices[used], faces.reshape(-1, 3)))
 
     def gradient(self, points: ArrayLike, step: Optional[float] = None) -> np.ndarray:
         """Gradient of the signed distance at world points ``(N, 3)``: ``(N, 3)`` (unitless).
@@ -193,6 +224,9 @@ class SceneModel:
         for i, tile in enumerate(self.tiles):
             for key, value in tile.model.network.state_dict().items():
                 tensors[f"tile{i}.net.{key}"] = value
+            if tile.model.far_field is not None:
+                for key, value in tile.model.far_field.to_tensors().items():
+                    tensors[f"tile{i}.{key}"] = value
             tiles.append({
                 "name": tile.name,
                 "core": np.asarray(tile.core, dtype=float).tolist(),
@@ -235,7 +269,10 @@ class SceneModel:
                 prefix = f"tile{i}.net."
                 network.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
                 bounds = np.asarray(record["bounds"], dtype=np.float64).reshape(2, 3)
-                model = SDFModel(network.to(device).eval(), Normalization.from_dict(record["normalization"]), bounds, record.get("info", {}))
+                far = FarField.from_tensors({k[len(f"tile{i}."):]: v for k, v in tensors.items() if k.startswith(f"tile{i}.far.")})
+                model = SDFModel(
+                    network.to(device).eval(), Normalization.from_dict(record["normalization"]), bounds, record.get("info", {}), far_field=far
+                )
                 tiles.append(Tile(str(record["name"]), np.asarray(record["core"], dtype=np.float64).reshape(2, 3), bounds, model))
             support = tensors.get("support_points")
             return cls(

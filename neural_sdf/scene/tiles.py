@@ -51,7 +51,7 @@ MAX_TILES = 4096
 
 AUTO_MAX_POINTS = 250_000
 """``tiles="auto"``: a cloud with more points than this is tiled (one 128-wide SIREN fits 100k
-points of an object to Poisson's accuracy in 450 steps; README "Scenes")."""
+points of an object to Poisson's accuracy in 450 steps; scripts/README.md "Scenes")."""
 
 AUTO_MAX_SPACINGS = 600.0
 """``tiles="auto"``: a cloud whose longest side exceeds this many median point spacings is tiled.
@@ -527,7 +527,8 @@ def reconstruct_scene(
     fit = fit_scene(prepared, options, plan, work_dir=work_dir, processes=processes, ray=ray, retries=retries, device=device, progress=progress)
     t1 = time.perf_counter()
     mesh = extract_mesh(fit.model, extract, support_points=prepared.cloud.points, progress=progress)
-    t2 = time.perf_counter()
     if mesh.is_empty:
         raise InputError(f"{prepared.name}: the fitted scene has no zero crossing; no surface to extract")
+    fit.model.attach_far_fields(mesh)  # distances away from the surface: to this mesh, per tile
+    t2 = time.perf_counter()
     return ReconstructResult(mesh, fit.model, fit.fit_seconds, t2 - t1)
