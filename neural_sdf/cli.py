@@ -80,7 +80,7 @@ def _config_from_args(cls: type, args: argparse.Namespace, base: Any = None, **o
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quality", choices=["fast", "default", "high"], default="default",
-        help="preset trading time for detail (README: quality table); explicit flags override it (default: default)",
+        help="preset trading time for detail (scripts/README.md: quality table); explicit flags override it (default: default)",
     )
     _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "warmup_steps", "seed", "checkpoint_every", "step_impl"], title="training (defaults: --quality default)", defaults=default_sdf_train())
     _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network (sparse clouds get a lower first-layer w0, down to the paper's 30, unless --w0-first is given)", defaults=default_sdf_siren())
@@ -534,7 +534,7 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
             raise InputError(f"invalid option: {exc}") from exc
         try:
             # Each frame in a fresh, watched child: several renderers (or several frames of changed
-            # geometry) in one process hung on Mesa's CPU Vulkan driver within a few frames (README "Viewer").
+            # geometry) in one process hung on Mesa's CPU Vulkan driver within a few frames (scripts/README.md, "Viewer").
             pictures = [render_views_guarded([f.mesh], options)
                         for f in tqdm(frames, desc="render", unit="frame", disable=args.quiet, leave=False)]
         except RenderTimeout as exc:

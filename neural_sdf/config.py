@@ -263,7 +263,7 @@ def default_sdf_siren() -> SirenConfig:
     30 resolves thin parts of dense clouds better (normal consistency: scorpion +0.0009, fertility
     +0.0013); 60 gained a little more but grew a sheet on the 10k-point sample torus (F-score
     0.71). On sparse clouds even 45 leaves small ripples between the points, so ``fit_sdf`` lowers
-    it with ``density_w0_first`` (README, "Choosing the defaults").
+    it with ``density_w0_first`` (scripts/README.md, "Choosing the defaults").
     """
     return SirenConfig(hidden_dim=128, w0_first=45.0)
 
@@ -281,7 +281,7 @@ def density_w0_first(spacing: float, w0_first: float, sparse_w0_first: float = 3
 
     ``w0_first`` for dense clouds (spacing <= ``DENSE_SPACING``), ``sparse_w0_first`` (the paper's
     30) for sparse ones (>= ``SPARSE_SPACING``), linear in between; never above ``w0_first``.
-    Measured at the two ends only (README, "Choosing the defaults"): w0 45 on the 10k-point torus
+    Measured at the two ends only (scripts/README.md, "Choosing the defaults"): w0 45 on the 10k-point torus
     gave normal consistency 0.9981 with visible ripples, w0 30 0.9988; on the 100k-point shapes 45
     beat 30 by up to 0.0013. The ramp between them is an interpolation, not a measurement.
     """
@@ -296,7 +296,7 @@ def default_sdf_train() -> TrainConfig:
     accuracy on 100k points in about 35-45 s here. A 45-step warm-up cost 0.002-0.003 of normal
     consistency; it had been added because the sample torus came out in 40 pieces without it,
     which turned out to be the clean-up's fault (it now measures "near the input" in point
-    spacings too) (README, "Choosing the defaults").
+    spacings too) (scripts/README.md, "Choosing the defaults").
     """
     return TrainConfig(steps=450, lr=1e-3, lr_final_ratio=0.05)
 
@@ -310,7 +310,7 @@ def default_sdf_weights() -> LossWeights:
     (``benchmark_recipe.py --shape S --weight-normal W``) with weights 100 / 300 / 1000: scorpion
     0.9779 / 0.9792 / 0.9794, fertility 0.9819 / 0.9835 / 0.9842, armadillo 0.9854 / 0.9861 /
     0.9866, fandisk 0.9886 / 0.9900 / 0.9399: at 1000 fandisk grew surface inside itself (area
-    1.38x the original's, 28% of it over 1% of the diagonal away, F@0.5% 0.83), so 300 (README,
+    1.38x the original's, 28% of it over 1% of the diagonal away, F@0.5% 0.83), so 300 (scripts/README.md,
     "Choosing the defaults").
 
     The sign term (``losses.sdf_sign_loss``) keeps the inside of a scanned shell negative where its

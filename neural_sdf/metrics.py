@@ -125,7 +125,7 @@ def exact_fscore(
 
     Near F = 1 the sample-to-sample definition (``evaluate_meshes``) counts samples as misses only
     because the other mesh's nearest *sample* is far although its surface is near (up to a few in
-    10,000 on the shapes of the README's quality table, all but two within 0.13 % of the diagonal
+    10,000 on the shapes of the quality table of scripts/README.md, all but two within 0.13 % of the diagonal
     of the other surface). The nearest-sample distance is an upper bound of the distance to the
     surface, so only samples at or beyond the smallest tau are measured again against the other
     mesh's triangles (``trimesh.proximity.closest_point``), once for all taus; the others already

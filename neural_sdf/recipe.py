@@ -36,7 +36,7 @@ TRUSTED_NORMALS = ("given", "given-flipped", "given-repaired")
 class FitOptions:
     """Everything that determines a fit (saved with the model).
 
-    The defaults are the ``--quality default`` recipe, chosen by measurement (README, "Choosing
+    The defaults are the ``--quality default`` recipe, chosen by measurement (scripts/README.md, "Choosing
     the defaults"); they differ from the bare configs' defaults (the paper's settings) in network
     width, steps, learning-rate schedule and the share of off-surface samples.
     """
@@ -52,7 +52,7 @@ class FitOptions:
     adapt_normal_weight: bool = True
     """Use the paper's normal weight (``LossWeights().normal``, 100) when the normals were not given
     with the input in a consistent state (estimated, or re-oriented because they disagreed): such
-    normals are smoothed guesses, and weighting them 10x made a noisy scorpion scan worse (README,
+    normals are smoothed guesses, and weighting them 10x made a noisy scorpion scan worse (scripts/README.md,
     "Choosing the defaults"). The value used is saved in the model's options. The CLI turns this off
     when ``--weight-normal`` is given."""
 

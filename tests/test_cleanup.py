@@ -150,7 +150,7 @@ print(len(prepared.cloud), prepared.normals_from, before, peak)
 @pytest.mark.slow
 def test_five_million_points_load_clean_and_orient_under_4gb(tmp_path):
     # Loading, clean-up (downsampling to 1M) and normal estimation + orientation of a 5M-point
-    # cloud with 1% NaN rows, in a fresh process. Measured peak resident memory: see README.
+    # cloud with 1% NaN rows, in a fresh process. Measured peak resident memory: see scripts/README.md.
     out = subprocess.run(
         [sys.executable, "-c", _MEMORY_SCRIPT, str(tmp_path / "big.npy")],
         capture_output=True, text=True, check=True, cwd=REPO,

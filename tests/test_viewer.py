@@ -59,7 +59,7 @@ def run_viewer(display: str, *args: str, env_extra: dict | None = None) -> subpr
 SHADING = ("--shading", "normals")
 """Meshes in the screenshot tests are drawn with Open3D's normals shader, not the default lit one:
 on Mesa's CPU Vulkan driver a lit frame sometimes never finishes (11 of 41 screenshot runs of a
-torus hung past 25-60 s, 2026-11-28; with the normals shader 0 of 8; README "Viewer"). What the
+torus hung past 25-60 s, 2026-11-28; with the normals shader 0 of 8; scripts/README.md "Viewer"). What the
 tests check (the object is drawn, glyphs, slice and interpolation change the picture) does not
 depend on the shading."""
 
@@ -206,7 +206,7 @@ def test_viewer_screenshot_past_its_timeout_is_one_line(display, torus_mesh, tmp
 
 def test_viewer_lit_screenshot_runs_watched(display, torus_mesh, tmp_path):
     """The default (lit) shading, through the watchdog that guards it against the CPU driver's
-    occasional hang (README "Viewer"); the object is drawn."""
+    occasional hang (scripts/README.md, "Viewer"); the object is drawn."""
     out = tmp_path / "lit.png"
     proc = run_viewer(display, str(torus_mesh), "--screenshot", str(out), "--timeout", "120")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -41,7 +41,7 @@ __all__ = [
 
 DEFAULT_ROW_CHUNK = 2048
 """Rows per chunk of the fused step: keeps a chunk's activations near the CPU's L2/L3 cache.
-Measured on the 2-core development CPU with ``scripts/benchmark.py --chunks`` (see README)."""
+Measured on the 2-core development CPU with ``scripts/benchmark.py --chunks`` (see scripts/README.md)."""
 
 _COS_EPS = 1e-8  # eps of torch.nn.functional.cosine_similarity, as used by losses.normal_alignment_loss
 
