@@ -554,7 +554,7 @@ def prepare_cloud(
     """
     import time
 
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     from .normals import estimate_normals, fix_given_normals, orient_normals, orient_towards
 
@@ -566,7 +566,7 @@ def prepare_cloud(
     t0 = time.perf_counter()
     # The first input is read before the bar starts, so a bad file gives one error line and no bar.
     clouds = [_load_one(items[0], mode, num_mesh_samples, seed, config.columns)]
-    bar = tqdm(total=len(items) + 2, initial=1, desc="load", unit="stage", disable=not progress, leave=False)
+    bar = progress_bar(total=len(items) + 2, initial=1, desc="load", unit="stage", disable=not progress, leave=False)
     try:
         for src in items[1:]:
             bar.set_description(f"load {_source_name(src)}")

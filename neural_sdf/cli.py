@@ -522,7 +522,7 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
         )
     pictures = []
     if args.render:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
         from .render import RenderOptions, RenderTimeout, bounds_of, parse_size, render_views_guarded
 
@@ -536,7 +536,7 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
             # Each frame in a fresh, watched child: several renderers (or several frames of changed
             # geometry) in one process hung on Mesa's CPU Vulkan driver within a few frames (scripts/README.md, "Viewer").
             pictures = [render_views_guarded([f.mesh], options)
-                        for f in tqdm(frames, desc="render", unit="frame", disable=args.quiet, leave=False)]
+                        for f in progress_bar(frames, desc="render", unit="frame", disable=args.quiet, leave=False)]
         except RenderTimeout as exc:
             sys.stderr.write(f"neural-sdf: {args.output}: {exc}\n")
             return EXIT_FAILED

@@ -85,13 +85,13 @@ def evaluate_grid(
     Returns:
         ``grid.shape`` float32 volume, ``volume[i, j, k] = fn((x_i, y_j, z_k))`` (``indexing="ij"``).
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     xs, ys, zs = (torch.as_tensor(a, dtype=dtype, device=device) for a in grid.axes())
     nx, ny, nz = grid.shape
     out = np.empty(grid.num_points, dtype=np.float32)
     plane = ny * nz
-    with torch.no_grad(), tqdm(total=grid.num_points, desc="extract", unit="pt", unit_scale=True, disable=not progress, leave=False) as bar:
+    with torch.no_grad(), progress_bar(total=grid.num_points, desc="extract", unit="pt", unit_scale=True, disable=not progress, leave=False) as bar:
         for sl in iter_chunks(grid.num_points, chunk_size):
             idx = torch.arange(sl.start, sl.stop, device=device)
             coords = torch.stack([xs[idx // plane], ys[(idx // nz) % ny], zs[idx % nz]], dim=-1)
@@ -528,14 +528,14 @@ class _SparseState:
 
     def run(self, coarse: np.ndarray, progress: bool) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
         """Refine, repair and mesh every slab; two slabs are held so leaks can cross slab faces."""
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
         parts: list[tuple[np.ndarray, np.ndarray]] = []
         num_cells = 0
         prev: Optional[_Slab] = None
         carry = np.zeros((0, 3), dtype=np.int64)
         num_slabs = int(coarse.shape[0] - 1)
-        for bx in tqdm(range(num_slabs), desc="extract", unit="slab", disable=not progress, leave=False):
+        for bx in progress_bar(range(num_slabs), desc="extract", unit="slab", disable=not progress, leave=False):
             cur = self._refine(bx, coarse[bx : bx + 2])
             back, fwd = self._repair(cur, np.concatenate([np.argwhere(cur.cellmask) + cur.offset, carry]), flood_all=True)
             for _ in range(100):

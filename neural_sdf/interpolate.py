@@ -357,7 +357,7 @@ def interpolate_meshes(
         ValueError: bad ``method`` or ``num_frames``, or "latent" without a space.
         InputError: (latent) models without codes or from another space.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     if method not in ("blend", "latent"):
         raise ValueError(f"method must be one of ['blend', 'latent'], got {method!r}")
@@ -368,7 +368,7 @@ def interpolate_meshes(
         _latent_endpoint(a, space, "A")
         _latent_endpoint(b, space, "B")
     frames = []
-    for t in tqdm(times, desc="frames", unit="frame", disable=not progress, leave=False):
+    for t in progress_bar(times, desc="frames", unit="frame", disable=not progress, leave=False):
         if method == "blend":
             mesh = blend_mesh(a, b, float(t), config, align)
         else:

@@ -81,13 +81,13 @@ def fit(
         progress: show a progress bar with loss and ETA on stderr.
         desc: label of the progress bar.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     if optimizer is None:
         optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start_step, desc=desc, disable=not progress, unit="step", dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=config.steps, initial=start_step, desc=desc, disable=not progress, unit="step", dynamic_ncols=True, leave=False)
     try:
         for step in range(start_step, config.steps):
             lr = lr_at(step, config)

@@ -230,7 +230,7 @@ def reconstruct_batch(
         InputError: bad inputs, options or folders, or an unreachable Ray cluster (before any work).
         KeyboardInterrupt: on Ctrl-C, after stopping the workers and writing the summary.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     if executor not in ("process", "ray"):
         raise ValueError(f"executor must be one of ['process', 'ray'], got {executor!r}")
@@ -296,7 +296,7 @@ def reconstruct_batch(
         log.info("%d of %d items already done with the same settings; reusing them", reused, len(plans))
 
     counts = {"ok": reused, "failed": 0}
-    bar = tqdm(total=len(plans), initial=reused, desc="batch", unit="item", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(plans), initial=reused, desc="batch", unit="item", disable=not progress, dynamic_ncols=True)
 
     def on_result(job: Job, message: dict[str, Any], attempts: int) -> None:
         result = _store_result(plans[job.index], message, attempts)

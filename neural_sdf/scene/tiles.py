@@ -402,7 +402,7 @@ def fit_scene(
     Raises:
         InputError: some tiles failed on every attempt (named; finished tiles stay in ``work_dir``).
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     from ..batch import executors
     from ..fields.sdf import SDFModel
@@ -430,7 +430,7 @@ def fit_scene(
         jobs.append(executors.Job(i, spec.name, task))
     if reused:
         log.info("reusing %d finished tiles from %s", len(reused), work)
-    bar = tqdm(total=len(plan.tiles), initial=len(reused), desc="tiles", unit="tile", disable=not progress)
+    bar = progress_bar(total=len(plan.tiles), initial=len(reused), desc="tiles", unit="tile", disable=not progress)
     errors: dict[str, str] = {}
 
     def on_result(job: executors.Job, message: dict[str, Any], attempts: int) -> None:
