@@ -11,7 +11,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    # batch (issue 6)
+    # batch
     "reconstruct_batch": "batch",
     "BatchItem": "batch",
     "ItemResult": "batch",
@@ -50,7 +50,7 @@ _EXPORTS = {
     "evaluate_meshes": "metrics",
     "MeshMetrics": "metrics",
     "render_views": "render",
-    # images, video, PDEs (issue 7)
+    # images, video, PDEs
     "ImageConfig": "config",
     "VideoConfig": "config",
     "PDEConfig": "config",
@@ -66,14 +66,14 @@ _EXPORTS = {
     "save_video": "io.video",
     "psnr": "metrics",
     "RenderOptions": "render",
-    # raw scans (issue 4)
+    # raw scans
     "ScanConfig": "cleanup",
     "prepare_cloud": "cleanup",
     "clean_cloud": "cleanup",
     "estimate_normals": "normals",
     "orient_normals": "normals",
     "check_normals": "normals",
-    # shape interpolation and shape spaces (issue 8)
+    # shape interpolation and shape spaces
     "ShapeSpaceConfig": "config",
     "blend_sdf": "interpolate",
     "blend_mesh": "interpolate",
@@ -101,8 +101,6 @@ def __dir__() -> list[str]:
     return __all__
 
 
-# ``reconstruct`` names both a submodule and its main function. Importing the submodule (which
-# any ``from neural_sdf.reconstruct import ...`` does) would bind the *module* to
-# ``neural_sdf.reconstruct`` and hide the function from ``__getattr__``; binding the function
-# here, once, keeps ``neural_sdf.reconstruct(...)`` callable. It costs the torch import.
-from .reconstruct import reconstruct  # noqa: E402, F401
+# ``reconstruct`` names both a submodule and its main function. Importing the submodule binds the
+# *module* to ``neural_sdf.reconstruct``; that module is callable (``reconstruct.py`` gives it
+# ``__call__``), so ``neural_sdf.reconstruct(...)`` works either way without importing torch here.

@@ -4,7 +4,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import sys
 import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
@@ -326,3 +328,14 @@ def quality_preset(name: str) -> tuple[FitOptions, ExtractConfig]:
     options = dataclasses.replace(options, train=dataclasses.replace(options.train, steps=steps))
     extract = dataclasses.replace(extract, resolution=resolution)
     return options, extract
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``neural_sdf.reconstruct(...)`` runs ``reconstruct`` whether the
+    package attribute holds the function or (once the submodule is imported) the module."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ReconstructResult:
+        return reconstruct(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
