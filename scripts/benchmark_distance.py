@@ -27,6 +27,7 @@ Writes ``scripts/results/distance.json`` (``--json``).
 """
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -163,7 +164,8 @@ def run_morph(a_name: str, b_name: str, args: argparse.Namespace) -> dict:
         for t in frame_times(5):
             blend = blend_sdf(a, b, float(t))
             fn = a.network if t == 0 else b.network if t == 1 else blend
-            mesh = extract_mesh(fn, blend.normalization, blend.data_bounds, ns.ExtractConfig(), progress=False)
+            support = a.support_points if t == 0 else b.support_points if t == 1 else None  # as interpolate does
+            mesh = extract_mesh(fn, blend.normalization, blend.data_bounds, ns.ExtractConfig(), support_points=support, progress=False)
             frames.append(piece_shares(mesh))
         row[label] = {"pieces": [len(f) for f in frames], "smallest_share": [f[-1] for f in frames]}
     log.info("%s", row)
@@ -179,12 +181,16 @@ def main() -> None:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--models", type=Path, default=None, help="folder to keep fitted models and meshes in, and reuse them from")
     ap.add_argument("--morph", nargs=2, action="append", default=[], metavar=("A", "B"), help="blend two of the shapes (needs --models)")
+    ap.add_argument("--morph-only", action="store_true", help="skip the distance measurements; keep the rows of --json")
     ap.add_argument("--json", type=Path, default=RESULTS_DIR / "distance.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.models:
         args.models.mkdir(parents=True, exist_ok=True)
-    rows = [run_shape(name, args) for name in args.shapes]
+    if args.morph_only:
+        rows = json.loads(args.json.read_text())["rows"]
+    else:
+        rows = [run_shape(name, args) for name in args.shapes]
     morphs = [run_morph(a, b, args) for a, b in args.morph]
     for m in morphs:
         for label in ("network", "corrected"):

@@ -76,7 +76,11 @@ def render(mesh: ns.Mesh, path: Path, camera_frame: bool) -> None:
     if camera_frame:  # a camera-frame depth frame: front = from the camera (y points down)
         up = np.array([0.0, -1.0, 0.0])
         front = np.zeros(3)
-        side = center + np.array([0.55, -0.45, -0.55]) * size
+        # The three-quarter view looks at the nearer part of the surface (the table top; a far wall
+        # in the frame would pull the box centre into empty space), from up and to the side.
+        depth = np.linalg.norm(mesh.vertices, axis=1)
+        center = np.median(mesh.vertices[depth <= np.quantile(depth, 0.4)], axis=0)
+        side = center + np.array([0.3, -0.35, -0.2]) * size
     else:  # map coordinates, z up
         up = np.array([0.0, 0.0, 1.0])
         front = center + np.array([0.0, -0.9, 0.35]) * size

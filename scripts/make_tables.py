@@ -188,11 +188,46 @@ def table_image_sweep(results: Path, name: str) -> list[str]:
     return [stamp, "", what, ""] + _table(["variant", "settings", "s / step", "steps", "s", "PSNR (dB)"], rows)
 
 
+def table_holes(results: Path) -> list[str]:
+    """``benchmark_holes.py``: holed shells, without the sign term (before), with it (after), Poisson."""
+    d = _load(results, "holes")
+    rows = []
+    for r in d["rows"]:
+        cells = [r["shape"], r["condition"], _f(r.get("input_area_ratio"), 3)]
+        for key in ("before", "after", "poisson"):
+            m = r.get(key)
+            cells += ["-"] * 4 if m is None else [_f(m["area_ratio"], 3), _pct(m["supported"], 2), m["pieces"], _f(m["nc"], 4)]
+        rows.append(cells)
+    header = ["shape", "input", "sampled area / closed area"]
+    for key in ("before", "after", "Poisson d9"):
+        header += [f"{key}: area / closed area", "area within 1 % of a point", "pieces", "NC"]
+    st = d.get("settings", {})
+    command = "python scripts/benchmark_holes.py" + "".join(
+        f" --{key.replace('_', '-')} {' '.join(map(str, st[key])) if isinstance(st[key], list) else st[key]}"
+        for key in ("points", "holes", "hole_fraction", "conditions") if key in st
+    )
+    return [_stamp(d, command), ""] + _table(header, rows)
+
+
+def table_morph(results: Path) -> list[str]:
+    """``benchmark_distance.py --morph``: pieces of blend frames, raw networks against distances."""
+    d = _load(results, "distance")
+    rows = []
+    for m in d.get("morphs", []):
+        for label in ("network", "corrected"):
+            rows.append([f"{m['a']} -> {m['b']}", label, " ".join(str(p) for p in m[label]["pieces"]),
+                         " ".join(f"{x:.1e}" for x in m[label]["smallest_share"])])
+    header = ["blend", "fields mixed", "pieces per frame (t = 0, 0.25, 0.5, 0.75, 1)", "smallest piece's share of the area"]
+    return [_stamp(d, "python " + d.get("command", "scripts/benchmark_distance.py")), ""] + _table(header, rows)
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "distance": table_distance,
     "cleanup": table_cleanup,
     "cleanup_scene": table_cleanup_scene,
     "scans_given": table_scans_given,
+    "holes": table_holes,
+    "morph": table_morph,
 }
 
 
