@@ -3,7 +3,7 @@
 Open3D is imported lazily. On machines without a GPU, Open3D renders through Vulkan on the CPU
 (Debian packages ``libvulkan1`` and ``mesa-vulkan-drivers``; Filament on Mesa's lavapipe/llvmpipe).
 
-Speed on the CPU (measured with Open3D 0.20, Mesa 22.3, see README "Viewer"): the first
+Speed on the CPU (measured with Open3D 0.20, Mesa 22.3, see scripts/README.md "Viewer"): the first
 ``render_to_image`` of a renderer pays about 5 s of shader compilation (LLVM JIT of Filament's
 materials), so all views of a sheet share one renderer. After that, the cost does not depend on the
 picture size but on the scene: an empty scene renders in 0.3 s and a triangle in 0.06 s, while some
@@ -181,7 +181,7 @@ def render_views_guarded(
     """``render_views`` in a child process that is killed and retried when it does not answer.
 
     On CPU-only machines Mesa's lavapipe now and then never finishes a lit frame (one thread loops
-    in JIT-compiled shader code; README "Viewer"), and the call cannot be interrupted in-process.
+    in JIT-compiled shader code; scripts/README.md "Viewer"), and the call cannot be interrupted in-process.
     Each attempt runs in a fresh process (``spawn``: about 2 s of imports on top of the render);
     a hung attempt is killed after ``timeout_s`` seconds and the next one starts.
 

@@ -607,7 +607,7 @@ class ViewerApp:
         The frames are drawn offscreen, each in a fresh watched child process
         (``neural_sdf.render.render_views_guarded``), with one camera framing all of them, at the
         3D view's size: drawn in this window, frame after frame, the export of the test models hung
-        in 3 of 4 runs on Mesa's CPU Vulkan driver (README "Viewer"). All of it runs in a worker.
+        in 3 of 4 runs on Mesa's CPU Vulkan driver (scripts/README.md, "Viewer"). All of it runs in a worker.
         """
         if self.interp is None:
             self.errors.append("export: interpolation needs two model files")

@@ -16,7 +16,7 @@ SHADINGS: tuple[str, ...] = ("lit", "wireframe", "normals")
 COMPARES: tuple[str, ...] = ("overlay", "side", "toggle")
 SCREENSHOT_TIMEOUT_S = 180.0
 """Default watchdog limit of a ``--screenshot`` run (window start-up 5-10 s, meshing a model at the
-default resolution 128 a few seconds, a frame 0.1-10 s on the CPU; README "Viewer")."""
+default resolution 128 a few seconds, a frame 0.1-10 s on the CPU; scripts/README.md "Viewer")."""
 FRAME_TIMEOUT_S = 60.0
 """Added to the limit per frame of ``--export-interp`` (each frame is meshed, then drawn offscreen)."""
 

@@ -2,7 +2,7 @@
 
 The viewer's unattended modes (``--screenshot``, ``--export-interp``) use it because Mesa's CPU
 Vulkan driver (lavapipe) now and then never finishes a lit frame: one llvmpipe thread loops in
-JIT-compiled shader code and nothing in the process can interrupt it (README "Viewer"), while a
+JIT-compiled shader code and nothing in the process can interrupt it (scripts/README.md, "Viewer"), while a
 fresh process renders the same frame in seconds. The interactive window is not guarded: a person
 can close it.
 """
