@@ -236,6 +236,24 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         "wrote %s (%d vertices, %d faces); fit %.1f s, extraction %.1f s",
         args.output, len(result.mesh.vertices), len(result.mesh.faces), result.fit_seconds, result.extract_seconds,
     )
+    return _report_coverage(result.mesh, prepared.cloud.points, args.output)
+
+
+def _report_coverage(mesh: Any, points: Any, output: Path) -> int:
+    """Say how much of the input the mesh describes; exit status 1 when it is less than half."""
+    from .reconstruct import COVERAGE_FAIL, COVERAGE_WARN, input_coverage
+
+    share, tolerance = input_coverage(mesh, points)
+    if share < COVERAGE_FAIL:
+        sys.stderr.write(
+            f"neural-sdf: error: {output}: the mesh describes only {100 * share:.1f}% of the input points (within "
+            f"{tolerance:.4g} input units): the reconstruction failed here; the mesh is kept for inspection\n"
+        )
+        return EXIT_FAILED
+    if share < COVERAGE_WARN:
+        log.warning("the mesh describes only %.1f%% of the input points (within %.4g input units); check the result", 100 * share, tolerance)
+    else:
+        log.info("the mesh describes %.1f%% of the input points (within %.4g input units)", 100 * share, tolerance)
     return EXIT_OK
 
 
@@ -523,7 +541,6 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
     pictures = []
     if args.render:
         from .progress import progress_bar
-
         from .render import RenderOptions, RenderTimeout, bounds_of, parse_size, render_views_guarded
 
         try:

@@ -222,6 +222,48 @@ def surface_residual(model: SDFModel, points: np.ndarray) -> dict[str, float]:
     return {"median": float(np.median(values)), "p99": float(np.quantile(values, 0.99))}
 
 
+COVERAGE_WARN = 0.9
+"""Share of the input points near the mesh (``input_coverage``) below which ``reconstruct`` warns."""
+
+COVERAGE_FAIL = 0.5
+"""Share below which the command says the reconstruction failed (exit status 1): the mesh then
+describes less than half of what the user gave."""
+
+
+def input_coverage(mesh: Mesh, points: np.ndarray, max_points: int = 20_000, seed: int = 0) -> tuple[float, float]:
+    """How much of the input the mesh describes: the share of ``(N, 3)`` world points within a
+    tolerance of the mesh, on a random subset of at most ``max_points``.
+
+    The tolerance is the larger of 1% of the points' bounding-box diagonal (twice the noise of a
+    typical scan, 0.5% of the diagonal, so that noise alone costs under 5% of the share) and four
+    median point spacings (sparse clouds).
+
+    Returns:
+        ``(share, tolerance)``: share in ``[0, 1]``, tolerance in world units.
+    """
+    import open3d as o3d
+    import open3d.core as o3c
+    from scipy.spatial import cKDTree
+
+    pts = np.asarray(points, dtype=np.float64)
+    if mesh.is_empty or len(pts) == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    sample = pts[rng.choice(len(pts), size=min(max_points, len(pts)), replace=False)]
+    spacing = float(np.median(cKDTree(pts).query(sample[:2000], k=2)[0][:, 1]))
+    diag = float(np.linalg.norm(np.ptp(pts, axis=0)))
+    tolerance = max(0.01 * diag, 4.0 * spacing)
+    # Distances in a frame centred on the data: float32 keeps geo-referenced coordinates to 1e-3.
+    center = pts.mean(axis=0)
+    legacy = o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(mesh.vertices - center), o3d.utility.Vector3iVector(mesh.faces.astype(np.int32))
+    )
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(legacy))
+    dist = scene.compute_distance(o3c.Tensor((sample - center).astype(np.float32))).numpy()
+    return float(np.mean(dist <= tolerance)), tolerance
+
+
 def resolve_extract(model: Any, config: ExtractConfig) -> ExtractConfig:
     """Resolve a model's "auto" extraction settings.
 
