@@ -61,16 +61,16 @@ def test_query_returns_distances_in_millimetres_far_from_the_surface(sphere_mode
     err = np.abs(out[:, 0] - true)
     far = np.abs(true) > 0.1 * RADIUS_MM
     outside = true > 0.1 * RADIUS_MM
-    # Measured (two seeds): at most 0.24 mm outside (the raw network is off by a median 39 mm
-    # there), at most 1.15 mm overall, the largest near the centre, the sphere's medial point,
-    # where the distance has a kink the grid (cells of 1.2 mm here) rounds off.
+    # Measured (two seeds): at most 0.27 mm outside (the raw network is off by a median 39 mm
+    # there), at most 0.63 mm overall, the largest near the centre, the sphere's medial point.
     assert err[outside].max() < 0.5, err[outside].max()
-    assert err.max() < 2.0, err.max()
+    assert err.max() < 1.0, err.max()
     assert np.all(np.sign(out[far, 0]) == np.sign(true[far]))
     normals = (pts - CENTER_MM) / r[:, None]
     away = far & (r > 0.5 * RADIUS_MM)  # the centre is the medial point: no direction there
-    # Measured: min cosine 0.987 at 0.34 radii from the centre, above 0.99 beyond half a radius.
-    assert np.min(np.sum(out[away, 1:] * normals[away], axis=1)) > 0.98
+    # Measured: min cosine 0.968 (inside, half a radius from the centre: the gradient points to the
+    # nearest of the grid nodes' closest surface points, cells of 1.8 mm here), 1st percentile 0.982.
+    assert np.min(np.sum(out[away, 1:] * normals[away], axis=1)) > 0.95
 
 
 def test_model_sdf_is_a_distance_where_the_network_is_not(sphere_model: Path) -> None:
@@ -84,12 +84,12 @@ def test_model_sdf_is_a_distance_where_the_network_is_not(sphere_model: Path) ->
     net_err = np.abs(model.network_sdf(pts) - true)[outside]
     sdf_err = np.abs(model.sdf(pts) - true)[outside]
     # The short fit's network is a distance only near its surface (measured: median error 39 mm
-    # beyond 20 mm out); the corrected field's median is 0.04 mm, its largest 0.24 mm.
+    # beyond 20 mm out); the corrected field's median is 0.04 mm, its largest 0.27 mm.
     assert np.median(net_err) > 10.0 * np.median(sdf_err)
     assert sdf_err.max() < 0.5
     grad = model.gradient(pts[outside])
-    # Measured: |grad| within 0.012 of 1 there.
-    np.testing.assert_allclose(np.linalg.norm(grad, axis=1), 1.0, atol=0.03)
+    # Measured: |grad| within 1e-6 of 1 there (a distance to surface points).
+    np.testing.assert_allclose(np.linalg.norm(grad, axis=1), 1.0, atol=1e-3)
 
 
 @pytest.mark.parametrize("problem,content", [
