@@ -221,6 +221,25 @@ def table_morph(results: Path) -> list[str]:
     return [_stamp(d, "python " + d.get("command", "scripts/benchmark_distance.py")), ""] + _table(header, rows)
 
 
+def table_real_scenes(results: Path) -> list[str]:
+    """``benchmark_real_scenes.py``: one plain ``reconstruct`` per real scan, and Poisson depth 9."""
+    d = _load(results, "real_scenes")
+    rows = []
+    for r in d["rows"]:
+        p = r.get("poisson9", {})
+        rows.append([
+            r["file"], r.get("exit"), f"{r['seconds']:.0f}", r.get("points"), r.get("tiles"), r.get("faces"), r.get("pieces"),
+            _pct(r.get("points_near"), 2), _pct(r.get("mesh_near"), 2),
+            _pct(p.get("trimmed", {}).get("mesh_near"), 2) if p else "-", _pct(p.get("untrimmed", {}).get("mesh_near"), 2) if p else "-",
+        ])
+    header = [
+        "scan", "exit", "seconds", "points", "tiles", "faces", "pieces", "points near the mesh", "mesh near a point",
+        "Poisson d9 trimmed: mesh near a point", "untrimmed",
+    ]
+    note = "_Near: within 2 cm (2 map units for the LiDAR tile) for points, 5 cm (5 units) for the mesh._"
+    return [_stamp(d, "python scripts/benchmark_real_scenes.py"), "", note, ""] + _table(header, rows)
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "distance": table_distance,
     "cleanup": table_cleanup,
@@ -228,6 +247,7 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "scans_given": table_scans_given,
     "holes": table_holes,
     "morph": table_morph,
+    "real_scenes": table_real_scenes,
 }
 
 
