@@ -554,9 +554,8 @@ def prepare_cloud(
     """
     import time
 
-    from .progress import progress_bar
-
     from .normals import estimate_normals, fix_given_normals, orient_normals, orient_towards
+    from .progress import progress_bar
 
     items = list(sources) if isinstance(sources, (list, tuple)) else [sources]
     if not items:

@@ -171,9 +171,14 @@ class ExtractConfig:
         "single-view scans, whose sides no sensor saw; off for objects, whose holes get capped)",
     )
     trim_factor: float = _f(3.0, "trimming distance, in local point spacings (at least two grid cells)")
+    target_faces: int = _f(
+        0, "simplify the written mesh to about this many triangles (quadric decimation; 0: keep every face)"
+    )
 
     def __post_init__(self) -> None:
         _check_literal(self, "trim")
+        if self.target_faces < 0 or 0 < self.target_faces < 4:
+            raise ValueError(f"target_faces must be 0 (off) or >= 4, got {self.target_faces}")
         if not (self.voxel_size >= 0 and self.voxel_size < float("inf")):
             raise ValueError(f"voxel_size must be >= 0 (0: use resolution), got {self.voxel_size}")
         if not self.trim_factor > 0:

@@ -284,6 +284,39 @@ def _trim_reach(points: np.ndarray, factor: float) -> float:
     return factor * float(np.quantile(local[:, -1] / 2.0, 0.999)) if local.ndim == 2 else 0.0
 
 
+def decimate_mesh(mesh: Mesh, target_faces: int) -> Mesh:
+    """Quadric decimation (Open3D) of ``mesh`` to about ``target_faces`` triangles.
+
+    Degenerate and duplicated triangles and unused vertices are removed afterwards; a warning says
+    so when a closed mesh came out open or in more pieces. A mesh already that small is returned
+    as it is.
+    """
+    import open3d as o3d
+
+    if target_faces <= 0 or len(mesh.faces) <= target_faces:
+        return mesh
+    legacy = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(mesh.vertices), o3d.utility.Vector3iVector(mesh.faces.astype(np.int32)))
+    small = legacy.simplify_quadric_decimation(target_number_of_triangles=int(target_faces))
+    small.remove_degenerate_triangles()
+    small.remove_duplicated_triangles()
+    small.remove_duplicated_vertices()
+    small.remove_unreferenced_vertices()
+    out = Mesh(np.asarray(small.vertices, dtype=np.float64), np.asarray(small.triangles, dtype=np.int64))
+    before = (_closed(mesh.faces), len(np.unique(connected_components(mesh))))
+    after = (_closed(out.faces), len(np.unique(connected_components(out))))
+    if before[0] and not after[0] or after[1] > before[1]:
+        log.warning("simplifying to %d faces left the mesh %s in %d pieces (was %s, %d)", len(out.faces),
+                    "closed" if after[0] else "open", after[1], "closed" if before[0] else "open", before[1])
+    log.info("simplified the mesh from %d to %d faces", len(mesh.faces), len(out.faces))
+    return out
+
+
+def _closed(faces: np.ndarray) -> bool:
+    from .fields.far_field import _is_closed
+
+    return _is_closed(faces)
+
+
 def trim_mesh(mesh: Mesh, points: np.ndarray, factor: float = 3.0, min_distance: float = 0.0) -> Mesh:
     """Remove the surface that no input point supports: what a scan's sensor never saw.
 

@@ -18,6 +18,7 @@ from ._typing import Device, PathLike
 from .cleanup import PreparedCloud, prepare_cloud
 from .config import ExtractConfig, config_to_dict
 from .errors import InputError
+from .extract import decimate_mesh
 from .extract import extract_mesh as _extract
 from .fields.sdf import SDFModel, cloud_to_tensors, make_outside_positive, make_sdf_step
 from .geometry import Mesh, PointCloud, fit_normalization, point_spacing
@@ -292,7 +293,7 @@ def extract_mesh(model: Any, config: ExtractConfig = ExtractConfig(), *, support
             subsample kept in the model).
         progress: show a progress bar.
     """
-    return _extract(
+    mesh = _extract(
         model.network,
         model.normalization,
         model.data_bounds,
@@ -301,6 +302,7 @@ def extract_mesh(model: Any, config: ExtractConfig = ExtractConfig(), *, support
         device=model.device,
         progress=progress,
     )
+    return decimate_mesh(mesh, config.target_faces)
 
 
 def reconstruct_prepared(
@@ -319,10 +321,11 @@ def reconstruct_prepared(
     if prepared.cloud.viewpoint is not None:
         model.info["viewpoint"] = [float(v) for v in prepared.cloud.viewpoint]
     t1 = time.perf_counter()
-    mesh = extract_mesh(model, extract, progress=progress)
+    mesh = extract_mesh(model, dataclasses.replace(extract, target_faces=0), progress=progress)
     if mesh.is_empty:
         raise InputError(f"{prepared.name}: the fitted SDF has no zero crossing; no surface to extract")
-    model.attach_far_field(mesh)  # distances away from the surface: to this mesh
+    model.attach_far_field(mesh)  # distances away from the surface: to this (full) mesh
+    mesh = decimate_mesh(mesh, extract.target_faces)
     t2 = time.perf_counter()
     return ReconstructResult(mesh, model, t1 - t0, t2 - t1)
 

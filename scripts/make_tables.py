@@ -240,6 +240,21 @@ def table_real_scenes(results: Path) -> list[str]:
     return [_stamp(d, "python scripts/benchmark_real_scenes.py"), "", note, ""] + _table(header, rows)
 
 
+def table_decimation(results: Path) -> list[str]:
+    """``benchmark_decimation.py``: default meshes against ``--target-faces`` at a tenth of the faces."""
+    d = _load(results, "decimation")
+    rows = []
+    for r in d["rows"]:
+        a, b = r["full"], r["simplified"]
+        rows.append([
+            r["shape"], a["faces"], b["faces"], _e(a["chamfer"]), _e(b["chamfer"]), _f(a["nc"], 4), _f(b["nc"], 4),
+            _f(a["f05"], 4), _f(b["f05"], 4), f"{'closed' if b['closed'] else 'open'}, {b['pieces']}", f"{r['seconds']:.1f}",
+        ])
+    header = ["shape", "faces", "simplified", "Chamfer", "simplified", "NC", "simplified", "F@0.5%", "simplified",
+              "simplified: closed, pieces", "seconds"]
+    return [_stamp(d, "python " + d.get("command", "scripts/benchmark_decimation.py")), ""] + _table(header, rows)
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "distance": table_distance,
     "cleanup": table_cleanup,
@@ -248,6 +263,7 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "holes": table_holes,
     "morph": table_morph,
     "real_scenes": table_real_scenes,
+    "decimation": table_decimation,
 }
 
 

@@ -402,10 +402,9 @@ def fit_scene(
     Raises:
         InputError: some tiles failed on every attempt (named; finished tiles stay in ``work_dir``).
     """
-    from ..progress import progress_bar
-
     from ..batch import executors
     from ..fields.sdf import SDFModel
+    from ..progress import progress_bar
 
     t0 = time.perf_counter()
     cloud = prepared.cloud
@@ -522,13 +521,15 @@ def reconstruct_scene(
         InputError: failed tiles (see ``fit_scene``), a voxel size too small for the extent, or a
             field with no zero crossing.
     """
+    from ..extract import decimate_mesh
     from ..reconstruct import ReconstructResult, extract_mesh
 
     fit = fit_scene(prepared, options, plan, work_dir=work_dir, processes=processes, ray=ray, retries=retries, device=device, progress=progress)
     t1 = time.perf_counter()
-    mesh = extract_mesh(fit.model, extract, support_points=prepared.cloud.points, progress=progress)
+    mesh = extract_mesh(fit.model, dataclasses.replace(extract, target_faces=0), support_points=prepared.cloud.points, progress=progress)
     if mesh.is_empty:
         raise InputError(f"{prepared.name}: the fitted scene has no zero crossing; no surface to extract")
-    fit.model.attach_far_fields(mesh)  # distances away from the surface: to this mesh, per tile
+    fit.model.attach_far_fields(mesh)  # distances away from the surface: to this (full) mesh, per tile
+    mesh = decimate_mesh(mesh, extract.target_faces)
     t2 = time.perf_counter()
     return ReconstructResult(mesh, fit.model, fit.fit_seconds, t2 - t1)
