@@ -581,12 +581,14 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _app_configs(args: argparse.Namespace, field_cls: type) -> dict[str, Any]:
-    """Field, network and training configs of the image/video/pde commands (issue 7)."""
+def _app_configs(args: argparse.Namespace, preset: Any) -> dict[str, Any]:
+    """Field, network and training configs of the image/video/pde commands: the ``--quality``
+    preset (``apps.presets``), then the flags given."""
     return {
-        "config": _config_from_args(field_cls, args),
-        "siren": _config_from_args(SirenConfig, args),
-        "train": _config_from_args(TrainConfig, args, checkpoint_every=0),
+        "config": _config_from_args(type(preset.config), args, preset.config),
+        "siren": _config_from_args(SirenConfig, args, preset.siren),
+        "train": _config_from_args(TrainConfig, args, preset.train, checkpoint_every=0),
+        "quality": args.quality,
         "device": resolve_device(args.device),
         "progress": not args.quiet,
     }
@@ -594,29 +596,32 @@ def _app_configs(args: argparse.Namespace, field_cls: type) -> dict[str, Any]:
 
 def _cmd_image(args: argparse.Namespace) -> int:
     from .apps.image import fit_image
-    from .config import ImageConfig
+    from .apps.presets import image_preset
 
-    result = fit_image(args.image, args.output, **_app_configs(args, ImageConfig))
-    log.info("wrote %s (PSNR %.2f dB, %d steps, %.1f s)", args.output, result.psnr, result.curve[-1][0], result.seconds)
+    supervise = getattr(args, "ImageConfig.supervise", None) or "values"
+    if supervise not in ("values", "gradient", "laplacian"):
+        raise InputError(f"invalid option: supervise must be one of ['values', 'gradient', 'laplacian'], got {supervise!r}")
+    result = fit_image(args.image, args.output, **_app_configs(args, image_preset(args.quality, supervise)))
+    log.info("wrote %s (PSNR %.2f dB, %d steps, %.1f s)", args.output, result.psnr, result.steps, result.seconds)
     return EXIT_OK
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
+    from .apps.presets import video_preset
     from .apps.video import fit_video
-    from .config import VideoConfig
 
-    result = fit_video(args.video, args.output, **_app_configs(args, VideoConfig))
+    result = fit_video(args.video, args.output, **_app_configs(args, video_preset(args.quality)))
     log.info("wrote %s (mean PSNR %.2f dB over %d frames, %.1f s)", args.output, result.psnr, len(result.psnr_per_frame), result.seconds)
     return EXIT_OK
 
 
 def _cmd_pde(args: argparse.Namespace) -> int:
     from .apps.pde import PDE_NAMES, solve_pde
-    from .config import PDEConfig
+    from .apps.presets import pde_preset
 
     if args.problem not in PDE_NAMES:
         raise InputError(f"{args.problem}: unknown PDE; expected one of {', '.join(PDE_NAMES)}")
-    result = solve_pde(args.problem, args.output, **_app_configs(args, PDEConfig))
+    result = solve_pde(args.problem, args.output, **_app_configs(args, pde_preset(args.problem, args.quality)))
     log.info("wrote %s (relative L2 error %.4g, %.1f s)", args.output, result.relative_error, result.seconds)
     return EXIT_OK
 
@@ -749,31 +754,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_extract_args(p)
     p.set_defaults(func=_cmd_interpolate)
 
-    from .config import ImageConfig, PDEConfig, VideoConfig
+    from .apps.presets import QUALITIES, image_preset, pde_preset, video_preset
 
-    def add_app_args(p: argparse.ArgumentParser, field_cls: type, title: str) -> None:
-        _add_config_args(p, field_cls, title=title)
-        _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "seed"], title="training")
-        _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network")
+    def add_app_args(p: argparse.ArgumentParser, preset: Any, title: str, shown: str = "--quality default") -> None:
+        p.add_argument(
+            "--quality", choices=QUALITIES, default="default",
+            help="preset trading time for quality, measured on a 2-core CPU; paper: the SIREN paper's network, "
+            "steps and learning rate (scripts/FIELDS.md); explicit flags override it (default: default)",
+        )
+        _add_config_args(p, type(preset.config), title=f"{title} (defaults: {shown})", defaults=preset.config)
+        _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "warmup_steps", "seed"], title=f"training (defaults: {shown})", defaults=preset.train)
+        _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title=f"network (defaults: {shown})", defaults=preset.siren)
         p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
         p.add_argument("--quiet", action="store_true", help="no progress bar, warnings and errors only")
 
     p = sub.add_parser("image", help="fit an image (values, gradient or Laplacian) with SIREN or a baseline")
-    p.add_argument("image", type=Path, metavar="IMAGE", help="image file (.png .jpg .tif .bmp ...), colour or grayscale")
+    p.add_argument("image", type=Path, metavar="IMAGE", help="image file (.png .jpg .tif .bmp ...), colour, grayscale, 8 or 16 bits (alpha is dropped)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="folder for the reconstruction, plots and metrics.json")
-    add_app_args(p, ImageConfig, "image")
+    add_app_args(p, image_preset("default"), "image", "--quality default for values; gradient and laplacian have their own")
     p.set_defaults(func=_cmd_image)
 
     p = sub.add_parser("video", help="fit a video clip (t, row, col) -> colour with SIREN or a baseline")
     p.add_argument("video", type=Path, metavar="VIDEO", help="video file (.mp4 .mkv .avi .mov ...)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="folder for the clip, frames, plots and metrics.json")
-    add_app_args(p, VideoConfig, "video")
+    add_app_args(p, video_preset("default"), "video")
     p.set_defaults(func=_cmd_video)
 
     p = sub.add_parser("pde", help="solve poisson, helmholtz or wave with a network and compare with the reference")
     p.add_argument("problem", metavar="PDE", help="poisson, helmholtz or wave")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="folder for the plots and metrics.json")
-    add_app_args(p, PDEConfig, "problem")
+    add_app_args(p, pde_preset("helmholtz", "default"), "problem", "helmholtz --quality default; each problem has its own")
     p.set_defaults(func=_cmd_pde)
 
     return parser

@@ -333,8 +333,12 @@ def default_sdf_sampling() -> SamplingConfig:
     return SamplingConfig(batch_size=5000, off_surface_ratio=0.5)
 
 
-Activation = Literal["sine", "relu", "relu-pe", "tanh"]
-"""Network choices of the image, video and PDE fields; 'relu-pe' is ReLU on a positional encoding."""
+Activation = Literal["sine", "relu", "relu-pe", "relu-ff", "tanh"]
+"""Network choices of the image, video and PDE fields; 'relu-pe' is ReLU on a positional encoding,
+'relu-ff' ReLU on random Fourier features (Tancik et al. 2020)."""
+
+Precision = Literal["auto", "float32", "bfloat16"]
+"""Arithmetic of the hidden layers' matrix products while fitting values (see ``ImageConfig.precision``)."""
 
 
 def _check_positive(obj: Any, *names: str) -> None:
@@ -345,80 +349,143 @@ def _check_positive(obj: Any, *names: str) -> None:
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """Fitting an image ``(row, col) -> colour`` (SIREN paper, Sec. 4.1)."""
+    """Fitting an image ``(row, col) -> colour`` (SIREN paper, Sec. 4.1).
 
-    activation: Activation = _f("sine", "network: sine (SIREN), or the relu, relu-pe (positional encoding), tanh baselines")
+    The defaults are ``--quality default`` (``apps.presets.image_preset``); the paper's full-batch
+    float32 fit is ``--quality paper``.
+    """
+
+    activation: Activation = _f(
+        "sine", "network: sine (SIREN), or the relu, relu-pe (positional encoding), relu-ff (Fourier features), tanh baselines"
+    )
     supervise: Literal["values", "gradient", "laplacian"] = _f(
         "values", "fit the pixel values, or only their gradient or Laplacian (Poisson reconstruction, paper Sec. 4.1)"
     )
     max_side: int = _f(0, "downscale so that the longer side has at most this many pixels (0: keep the size)")
-    batch_size: int = _f(0, "pixels per step, drawn at random (0: every pixel, as in the paper)")
-    eval_every: int = _f(25, "steps between PSNR measurements on the whole image")
+    batch_size: int = _f(4096, "pixels per step, drawn at random (0: every pixel, as in the paper)")
+    eval_every: int = _f(100, "steps between PSNR measurements (on all pixels, or a fixed sample of 65,536 in larger images)")
+    target_psnr: float = _f(0.0, "stop as soon as a measurement reaches this PSNR in dB (0: run every step)")
+    precision: Precision = _f(
+        "auto",
+        "hidden layers' matrix products while fitting values: bfloat16 (about 2-3x faster on CPUs with "
+        "AVX512-BF16 or AMX, and on GPUs; the first layer, the output and every measurement stay float32), "
+        "float32, or auto (bfloat16 where the hardware has it)",
+    )
     num_frequencies: int = _f(0, "relu-pe encoding frequencies (0: from the image size, the paper code's Nyquist rule)")
+    ff_features: int = _f(256, "relu-ff: number of random Fourier features (Tancik et al.: 256)")
+    ff_scale: float = _f(
+        10.0, "relu-ff: standard deviation of the Fourier frequencies, cycles per unit of the [-1, 1] coordinates"
+    )
 
     def __post_init__(self) -> None:
         _check_literal(self, "activation")
         _check_literal(self, "supervise")
-        _check_positive(self, "eval_every")
+        _check_literal(self, "precision")
+        _check_positive(self, "eval_every", "ff_features", "ff_scale")
         if self.max_side < 0 or self.batch_size < 0 or self.num_frequencies < 0:
             raise ValueError("max_side, batch_size and num_frequencies must be >= 0")
         if 0 < self.max_side < 2:
             raise ValueError(f"max_side must be 0 or >= 2, got {self.max_side}")
+        if not self.target_psnr >= 0:
+            raise ValueError(f"target_psnr must be >= 0 dB (0: off), got {self.target_psnr}")
 
 
 @dataclass(frozen=True)
 class VideoConfig:
-    """Fitting a clip ``(t, row, col) -> colour`` (SIREN paper, Sec. 4.1, video)."""
+    """Fitting a clip ``(t, row, col) -> colour`` (SIREN paper, Sec. 4.1, video).
 
-    activation: Activation = _f("sine", "network: sine (SIREN), or the relu, relu-pe, tanh baselines")
-    frames: int = _f(0, "use the first F frames of the clip (0: all)")
-    max_side: int = _f(0, "downscale frames so the longer side has at most this many pixels (0: keep the size)")
+    The defaults are ``--quality default`` (``apps.presets.video_preset``).
+    """
+
+    activation: Activation = _f("sine", "network: sine (SIREN), or the relu, relu-pe, relu-ff, tanh baselines")
+    frames: int = _f(25, "use the first F frames of the clip (0: all)")
+    max_side: int = _f(256, "downscale frames so the longer side has at most this many pixels (0: keep the size)")
     batch_size: int = _f(8192, "random (t, row, col) samples per step")
-    eval_every: int = _f(100, "steps between mean-PSNR measurements on the whole clip")
+    w0_time: float = _f(
+        6.0,
+        "first-layer frequency factor along time (0: --w0-first, as in the paper); lower values make the "
+        "frames between the fitted ones smooth blends instead of oscillations",
+    )
+    eval_every: int = _f(250, "steps between PSNR measurements (on a fixed sample of 65,536 pixels of the clip)")
+    target_psnr: float = _f(0.0, "stop as soon as a measurement reaches this PSNR in dB (0: run every step)")
+    precision: Precision = _f(
+        "auto", "hidden layers' matrix products: bfloat16, float32, or auto (bfloat16 where the hardware has it; see image)"
+    )
     num_interpolated: int = _f(3, "frames written at fractional times t + 0.5 between decoded frames")
     num_frequencies: int = _f(0, "relu-pe encoding frequencies (0: from the clip size)")
+    ff_features: int = _f(256, "relu-ff: number of random Fourier features")
+    ff_scale: float = _f(10.0, "relu-ff: standard deviation of the Fourier frequencies, cycles per unit")
 
     def __post_init__(self) -> None:
         _check_literal(self, "activation")
-        _check_positive(self, "batch_size", "eval_every")
+        _check_literal(self, "precision")
+        _check_positive(self, "batch_size", "eval_every", "ff_features", "ff_scale")
         if self.frames < 0 or self.max_side < 0 or self.num_interpolated < 0 or self.num_frequencies < 0:
             raise ValueError("frames, max_side, num_interpolated and num_frequencies must be >= 0")
         if 0 < self.max_side < 2:
             raise ValueError(f"max_side must be 0 or >= 2, got {self.max_side}")
+        if not self.w0_time >= 0:
+            raise ValueError(f"w0_time must be >= 0 (0: --w0-first), got {self.w0_time}")
+        if not self.target_psnr >= 0:
+            raise ValueError(f"target_psnr must be >= 0 dB (0: off), got {self.target_psnr}")
 
 
 @dataclass(frozen=True)
 class PDEConfig:
-    """Solving a PDE with the network as the solution (SIREN paper, Sec. 4.3). Domain [-1, 1]^2."""
+    """Solving a PDE with the network as the solution (SIREN paper, Sec. 4.3). Domain [-1, 1]^2 (wave: times [0, T] too).
 
-    activation: Activation = _f("sine", "network: sine (SIREN), or the relu, relu-pe, tanh baselines")
+    The defaults are shared; each problem's ``--quality`` presets (``apps.presets.pde_preset``)
+    set their own batch sizes and budgets.
+    """
+
+    activation: Activation = _f("sine", "network: sine (SIREN), or the relu, relu-pe, relu-ff, tanh baselines")
     batch_size: int = _f(2048, "interior collocation points per step")
     boundary_batch_size: int = _f(512, "boundary (and initial-condition) points per step")
     boundary_weight: float = _f(10.0, "weight of the boundary / initial-condition terms against the residual")
-    wavenumber: float = _f(10.0, "Helmholtz: wavenumber k, in 1/normalized units (wavelength 2 pi / k)")
-    source_sigma: float = _f(0.03, "Helmholtz: width of the Gaussian that stands for the point source")
-    source_fraction: float = _f(0.25, "Helmholtz: share of the collocation points drawn around the source")
-    exclude_radius: float = _f(0.15, "Helmholtz: error is measured at distance >= this from the source")
-    wave_speed: float = _f(0.5, "wave: propagation speed c (normalized length per unit time; t in [0, 1])")
+    wavenumber: float = _f(20.0, "Helmholtz: wavenumber k, in 1/normalized units (wavelength 2 pi / k; paper: 20)")
+    source_sigma: float = _f(0.02, "Helmholtz: width of the Gaussian that stands for the point source")
+    source_fraction: float = _f(0.1, "Helmholtz: share of the collocation points drawn around the source")
+    physical_fraction: float = _f(0.25, "Helmholtz: share of the collocation points drawn in the physical region (the rest: the whole square)")
+    exclude_radius: float = _f(0.1, "Helmholtz: error is measured at distance >= this from the source")
+    pml_width: float = _f(0.5, "Helmholtz: width L of the absorbing layer inside each edge; the physical region is [-(1-L), 1-L]^2 (paper: 0.5)")
+    pml_strength: float = _f(5.0, "Helmholtz: absorption a0 of the layer, s(d) = a0 k (d / L)^2 at depth d (paper: 5)")
+    wave_speed: float = _f(1.0, "wave: propagation speed c (normalized length per unit time)")
     pulse_width: float = _f(0.1, "wave: standard deviation of the initial Gaussian pulse")
+    duration: float = _f(0.7, "wave: simulated time T (t in [0, T])")
+    reference_resolution: int = _f(
+        201, "wave: grid points per side of the coarser finite-difference reference (the reference itself is computed at twice this resolution)"
+    )
+    eval_times: int = _f(8, "wave: times in [0, T] at which the error is measured and pictured")
     eval_resolution: int = _f(101, "points per side of the evaluation grid")
-    eval_every: int = _f(50, "steps between error measurements")
+    eval_every: int = _f(100, "steps between error measurements")
+    target_error: float = _f(0.0, "stop as soon as a measurement's relative error reaches this (0: run every step)")
     num_frequencies: int = _f(0, "relu-pe encoding frequencies (0: 6)")
+    ff_features: int = _f(256, "relu-ff: number of random Fourier features")
+    ff_scale: float = _f(3.0, "relu-ff: standard deviation of the Fourier frequencies, cycles per unit")
 
     def __post_init__(self) -> None:
         _check_literal(self, "activation")
         _check_positive(
             self, "batch_size", "boundary_batch_size", "wavenumber", "source_sigma", "exclude_radius", "wave_speed",
-            "pulse_width", "eval_every",
+            "pulse_width", "eval_every", "pml_width", "pml_strength", "duration", "ff_features", "ff_scale", "eval_times",
         )
         if self.boundary_weight < 0:
             raise ValueError(f"boundary_weight must be >= 0, got {self.boundary_weight}")
-        if not 0 <= self.source_fraction < 1:
-            raise ValueError(f"source_fraction must be in [0, 1), got {self.source_fraction}")
+        if not (0 <= self.source_fraction and 0 <= self.physical_fraction and self.source_fraction + self.physical_fraction < 1):
+            raise ValueError("source_fraction and physical_fraction must be >= 0 with a sum below 1")
+        if self.pml_width >= 1.0 - self.exclude_radius:
+            raise ValueError(
+                f"pml_width {self.pml_width:g} leaves no physical region: the layer lies inside each edge of the "
+                f"[-1, 1] square, so it must be below 1 - exclude_radius = {1 - self.exclude_radius:g}"
+            )
         if self.eval_resolution < 8:
             raise ValueError(f"eval_resolution must be >= 8, got {self.eval_resolution}")
+        if self.reference_resolution < 11:
+            raise ValueError(f"reference_resolution must be >= 11, got {self.reference_resolution}")
         if self.num_frequencies < 0:
             raise ValueError(f"num_frequencies must be >= 0, got {self.num_frequencies}")
+        if not self.target_error >= 0:
+            raise ValueError(f"target_error must be >= 0 (0: off), got {self.target_error}")
 
 
 @dataclass(frozen=True)

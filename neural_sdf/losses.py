@@ -17,6 +17,7 @@ __all__ = [
     "mse_loss",
     "poisson_residual",
     "helmholtz_residual",
+    "helmholtz_pml_residual",
     "wave_residual",
 ]
 
@@ -92,6 +93,40 @@ def helmholtz_residual(
 ) -> torch.Tensor:
     """Residual ``lap u + k^2 u + f`` of ``(lap + k^2) u = -f``; each input ``(M, C)`` (C = 2: real, imaginary)."""
     return laplacian_u + (wavenumber**2) * u + source
+
+
+def helmholtz_pml_residual(
+    u: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    coefficients: tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]],
+    wavenumber: float,
+    source: torch.Tensor,
+) -> torch.Tensor:
+    """Residual ``sum_d (A_d u_dd + B_d u_d) + k^2 u + f`` of the Helmholtz equation in a PML.
+
+    The stretched Laplacian ``sum_d (1/e_d) d/dx_d ((1/e_d) du/dx_d)`` written with complex
+    coefficients per axis (``fields.pde.pml_coefficients``); ``u`` complex as (real, imaginary).
+
+    Args:
+        u: ``(M, 2)`` real and imaginary parts.
+        first: ``(2, M, 2)`` ``du/dx``, ``du/dy``.
+        second: ``(2, M, 2)`` ``d2u/dx2``, ``d2u/dy2``.
+        coefficients: per axis ``(A_re, A_im, B_re, B_im)``, each ``(M,)``.
+        wavenumber: ``k``.
+        source: ``(M,)`` real source ``f``.
+
+    Returns:
+        ``(M, 2)`` real and imaginary parts of the residual.
+    """
+    re = wavenumber**2 * u[:, 0] + source
+    im = wavenumber**2 * u[:, 1]
+    for d, (a_re, a_im, b_re, b_im) in enumerate(coefficients):
+        p2, q2 = second[d, :, 0], second[d, :, 1]
+        p1, q1 = first[d, :, 0], first[d, :, 1]
+        re = re + a_re * p2 - a_im * q2 + b_re * p1 - b_im * q1
+        im = im + a_re * q2 + a_im * p2 + b_re * q1 + b_im * p1
+    return torch.stack([re, im], dim=-1)
 
 
 def wave_residual(u_tt: torch.Tensor, laplacian_x_u: torch.Tensor, speed: float) -> torch.Tensor:

@@ -56,3 +56,24 @@ def write_results(path: Path, data: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def plot_curves(curves: dict[str, list], path: Path, title: str, ylabel: str = "PSNR (dB)", log: bool = False) -> Path:
+    """Curves ``{label: [(step, seconds, value), ...]}`` against seconds, as a PNG (matplotlib)."""
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    for label, curve in curves.items():
+        ax.plot([p[1] for p in curve], [p[2] for p in curve], marker=".", label=label)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(path)
+    return path

@@ -1,75 +1,58 @@
-"""Solve the Helmholtz, Poisson and wave problems with SIREN and the baselines; tabulate errors.
+"""Solve the Helmholtz (PML), Poisson and 2-D wave problems with the ``pde`` command's presets, SIREN
+against the relu, relu-pe, relu-ff and tanh baselines; tabulate errors and time.
 
 The SIREN paper (Sec. 4.3, Fig. 5) reports Helmholtz errors far lower for SIREN than for ReLU
-(whose second derivatives vanish) and tanh. This script runs ``solve_pde`` for each activation
-with the same width, depth, steps and optimizer, and writes ``pde.md`` (table), ``pde.json``,
-``pde_helmholtz.csv`` + ``pde_helmholtz.png`` (error over steps per activation) and each run's
-``solution.png`` under ``--out``.
+(whose second derivatives vanish) and tanh. Each row runs ``solve_pde`` with the preset of
+``--quality`` and only the activation changed (same network size, steps, batches and optimizer;
+the seconds are in the table). Writes ``scripts/results/pde_<quality>.json``
+(``_results.write_results``), ``error_<problem>.png`` (error over time per activation) and each
+run's outputs under ``--out``.
 
-    python scripts/benchmark_pde.py --out data/pictures/pde --steps 300
+    python scripts/benchmark_pde.py --problems helmholtz --quality default --threads 1 --out out/pde
 """
 
 import argparse
-import json
+import dataclasses
 import logging
+import sys
 from pathlib import Path
 
-import neural_sdf as ns
+import torch
+from _results import RESULTS_DIR, plot_curves, write_results
 
-ACTIVATIONS = ("sine", "relu", "relu-pe", "tanh")
+import neural_sdf as ns
+from neural_sdf.apps.presets import pde_preset
+
+ACTIVATIONS = ("sine", "relu", "relu-pe", "relu-ff", "tanh")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/pde"))
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--hidden-dim", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--w0", type=float, default=10.0, help="w0 of every sine layer (first included)")
-    parser.add_argument("--problems", default="helmholtz,poisson,wave")
+    parser.add_argument("--problems", default="helmholtz,wave,poisson")
+    parser.add_argument("--quality", default="default")
+    parser.add_argument("--activations", default=",".join(ACTIVATIONS), help="comma-separated; every problem gets each")
+    parser.add_argument("--steps", type=int, default=0, help="override the preset's steps (0: keep)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    siren = ns.SirenConfig(hidden_dim=args.hidden_dim, w0_first=args.w0, w0=args.w0)
-    train = ns.TrainConfig(steps=args.steps, lr=args.lr, checkpoint_every=0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     runs = []
     for problem in args.problems.split(","):
-        acts = ACTIVATIONS if problem == "helmholtz" else ("sine",)
-        for act in acts:
-            config = ns.PDEConfig(activation=act, batch_size=args.batch_size, boundary_batch_size=args.batch_size // 4,
-                                  eval_every=max(args.steps // 10, 1), eval_resolution=61)
-            r = ns.solve_pde(problem, args.out / f"{problem}_{act}", config=config, siren=siren, train=train)
-            runs.append({"problem": problem, "activation": act, "relative_error": r.relative_error,
-                         "residual_rms": r.residual_rms, "seconds": r.seconds, "curve": r.curve})
-            print(f"{problem:9s} {act:8s} error {r.relative_error:.4f} residual {r.residual_rms:.4f} ({r.seconds:.0f} s)", flush=True)
-    lines = ["| problem | activation | relative L2 error | residual (RMS / RMS of u*) |", "|---|---|---|---|"]
-    lines += [f"| {r['problem']} | {r['activation']} | {r['relative_error']:.4f} | {r['residual_rms']:.4f} |" for r in runs]
-    note = (f"{args.steps} Adam steps (lr {args.lr:g}), {args.batch_size} collocation points per step, 3 hidden layers of "
-            f"{args.hidden_dim}, SIREN w0 = {args.w0:g}; errors on a 61x61 grid.")
-    (args.out / "pde.md").write_text("\n".join(lines) + "\n\n" + note + "\n")
-    print("\n".join(lines) + "\n\n" + note)
-    (args.out / "pde.json").write_text(json.dumps(runs, indent=1))
-    hz = [r for r in runs if r["problem"] == "helmholtz"]
-    if hz:
-        from matplotlib.figure import Figure
-
-        with open(args.out / "pde_helmholtz.csv", "w") as fh:
-            fh.write("activation,step,relative_error\n")
-            for r in hz:
-                for s, e, _ in r["curve"]:
-                    fh.write(f"{r['activation']},{s},{e:.6g}\n")
-        fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
-        ax = fig.subplots()
-        for r in hz:
-            ax.plot([s for s, _, _ in r["curve"]], [e for _, e, _ in r["curve"]], label=r["activation"])
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel("relative L2 error")
-        ax.set_title("Helmholtz point source vs (i/4) H0(kr)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.savefig(args.out / "pde_helmholtz.png")
+        preset = pde_preset(problem, args.quality)
+        train = dataclasses.replace(preset.train, steps=args.steps) if args.steps else preset.train
+        curves = {}
+        for act in args.activations.split(","):
+            config = dataclasses.replace(preset.config, activation=act)
+            r = ns.solve_pde(problem, args.out / f"{problem}_{act}", config=config, siren=preset.siren, train=train, progress=False)
+            runs.append({"problem": problem, "activation": act, "relative_error": r.relative_error, "residual_rms": r.residual_rms,
+                         "steps": r.steps, "seconds": r.seconds, "cpu_seconds": r.info["cpu_seconds"], "curve": r.curve, "reference_error": r.info["reference_error"]})
+            curves[act] = r.curve
+            print(f"{problem:9s} {act:8s} error {r.relative_error:.4f} residual {r.residual_rms:.4f} {r.steps} steps ({r.seconds:.0f} s)", flush=True)
+        plot_curves(curves, args.out / f"error_{problem}.png", f"{problem}, --quality {args.quality}", "relative L2 error", log=True)
+    write_results(RESULTS_DIR / f"pde_{args.quality}.json", {
+        "command": "scripts/benchmark_pde.py " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads(), "runs": runs})
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """Fit an image with a SIREN (or a baseline) from its values, gradient or Laplacian; write the results.
 
 SIREN paper, Sec. 4.1. Outputs of ``fit_image(..., output_dir=OUT)``: ``reconstruction.png``,
-``psnr.csv`` + ``psnr.png`` (PSNR over steps), ``gradient.png`` and ``laplacian.png`` (of the
-fitted function, by autograd), ``summary.png`` (target, fit and derivatives side by side) and
-``metrics.json`` (final PSNR under ``psnr``).
+``psnr.csv`` + ``psnr.png`` (PSNR over time and steps), ``gradient.png`` and ``laplacian.png``
+(of the fitted function, by autograd), ``summary.png`` (target, fit and derivatives side by side)
+and ``metrics.json`` (final PSNR under ``psnr``).
+
+Settings come from a ``--quality`` preset (``presets.image_preset``).
 """
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -17,26 +18,45 @@ import torch
 
 from .._typing import Device, PathLike
 from ..config import ImageConfig, SirenConfig, TrainConfig, config_to_dict
-from ..fields.image import FieldDerivatives, field_derivatives, image_targets, make_image_step, pixel_coords, render_image
+from ..fields.image import (
+    FieldDerivatives,
+    evaluate_field,
+    field_derivatives,
+    image_targets,
+    make_image_step,
+    pixel_coords,
+    render_image,
+)
+from ..fields.pde import taylor_derivatives
 from ..io.image import load_image, resize_max_side, save_image
 from ..metrics import psnr as _psnr
 from ..nn import Siren
-from ..train import fit
 from ._common import (
+    build_network,
     check_output_dir,
     colormap_image,
-    network_config,
+    describe_network,
+    format_seconds,
+    make_forward,
     new_figure,
     prepare_output_dir,
-    save_curve,
+    resolve_precision,
+    run_fit,
+    run_record,
     save_figure,
+    time_steps,
     write_csv,
     write_json,
 )
+from .presets import image_preset
 
-__all__ = ["ImageFitResult", "fit_image", "aligned_psnr", "write_image_outputs"]
+__all__ = ["ImageFitResult", "fit_image", "aligned_psnr", "write_image_outputs", "EVAL_PIXELS"]
 
 log = logging.getLogger(__name__)
+
+EVAL_PIXELS = 65536
+"""Pixels of the PSNR measured during a fit: all of them up to 256 x 256, else a fixed random sample
+(the final PSNR always uses every pixel)."""
 
 
 @dataclass
@@ -50,9 +70,11 @@ class ImageFitResult:
         psnr: dB of ``reconstruction`` against ``image``.
         offset: ``(C,)`` constant added to the raw fit before measuring: 0 for value supervision;
             for gradient / Laplacian supervision the mean difference, the constant they cannot see.
-        curve: ``[(step, psnr_db)]`` measured every ``eval_every`` steps and at the end.
+        curve: ``[(step, seconds, psnr_db)]`` at step 0, every ``eval_every`` steps and at the end
+            (during the fit on ``EVAL_PIXELS`` pixels; the last entry on all of them).
         derivatives: gradient and Laplacian of the fitted function at every pixel.
-        seconds: wall time of the fit.
+        seconds: wall time of the fit (measurements included).
+        steps: optimizer steps taken (fewer than planned when ``target_psnr`` was reached).
         siren: the network config used.
         info: JSON-able record of the settings.
     """
@@ -62,23 +84,25 @@ class ImageFitResult:
     reconstruction: np.ndarray
     psnr: float
     offset: np.ndarray
-    curve: list[tuple[int, float]]
-    derivatives: FieldDerivatives
+    curve: list[tuple[int, float, float]]
+    derivatives: Optional[FieldDerivatives]
     seconds: float
+    steps: int
     siren: SirenConfig
     info: dict[str, Any] = field(default_factory=dict)
 
 
 def aligned_psnr(raw: np.ndarray, image: np.ndarray, supervise: str) -> tuple[float, np.ndarray, np.ndarray]:
-    """PSNR of a raw fit ``(H, W, C)`` against ``image`` after the allowed constant shift and clipping.
+    """PSNR of a raw fit ``(..., C)`` against ``image`` after the allowed constant shift and clipping.
 
     Returns:
-        ``(psnr_db, offset (C,), aligned reconstruction (H, W, C) in [0, 1])``.
+        ``(psnr_db, offset (C,), aligned reconstruction in [0, 1], shaped like image)``.
     """
+    c = image.shape[-1]
     if supervise == "values":
-        offset = np.zeros(image.shape[2])
+        offset = np.zeros(c)
     else:
-        offset = (image - raw).reshape(-1, image.shape[2]).mean(axis=0)
+        offset = (image - raw).reshape(-1, c).mean(axis=0)
     rec = np.clip(raw + offset, 0.0, 1.0)
     return _psnr(rec, image), offset, rec
 
@@ -87,11 +111,13 @@ def fit_image(
     source: Union[PathLike, np.ndarray],
     output_dir: Optional[PathLike] = None,
     *,
-    config: ImageConfig = ImageConfig(),
-    siren: SirenConfig = SirenConfig(),
-    train: TrainConfig = TrainConfig(checkpoint_every=0),
+    config: Optional[ImageConfig] = None,
+    siren: Optional[SirenConfig] = None,
+    train: Optional[TrainConfig] = None,
+    quality: str = "default",
     device: Device = "cpu",
     progress: bool = True,
+    derivatives: bool = True,
 ) -> ImageFitResult:
     """Fit an image file or array with a SIREN (or a baseline network) and measure its PSNR.
 
@@ -99,11 +125,15 @@ def fit_image(
         source: image path (PNG, JPEG, ...) or array ``(H, W)`` / ``(H, W, C)`` (see ``io.image``).
         output_dir: write the outputs listed in the module docstring here (created if needed,
             only after the input is validated). None: write nothing.
-        config: activation, supervision, size and measurement settings.
-        siren: width, depth and ``w0`` of the network; dimensions and activation come from the task.
-        train: steps, learning rate, seed (checkpoints are not used here).
+        config: activation, supervision, batch, precision and measurement settings; None: the preset's.
+        siren: width, depth and ``w0`` of the network (dimensions and activation come from the
+            task); None: the preset's.
+        train: steps, learning rate, seed (checkpoints are not used here); None: the preset's.
+        quality: the preset (``image_preset(quality, config.supervise)``) that fills the settings left as None.
         device: torch device.
-        progress: show a progress bar with loss and ETA.
+        progress: show a progress bar with the PSNR and the ETA.
+        derivatives: compute the gradient and Laplacian of the fit at every pixel (always done
+            when writing outputs).
 
     Returns:
         ``ImageFitResult``.
@@ -111,46 +141,89 @@ def fit_image(
     Raises:
         InputError: unreadable file, an image smaller than 2x2, or an unusable output folder.
     """
+    preset = image_preset(quality, config.supervise if config is not None else "values")
+    config = config or preset.config
+    siren = siren or preset.siren
+    train = train or preset.train
     image = resize_max_side(load_image(source), config.max_side)
     if output_dir is not None:
         check_output_dir(output_dir)
+    name = str(source) if not isinstance(source, np.ndarray) else "array"
     h, w, c = image.shape
-    net_config = network_config(config.activation, siren, 2, c, max(h, w), config.num_frequencies)
-    torch.manual_seed(train.seed)
-    network = Siren(net_config).to(device)
+    network = build_network(
+        config.activation, siren, 2, c, max(h, w), num_frequencies=config.num_frequencies,
+        ff_features=config.ff_features, ff_scale=config.ff_scale, seed=train.seed, device=device,
+    )
+    values_only = config.supervise == "values"
+    dtype = resolve_precision(config.precision, device) if values_only else torch.float32
     coords = pixel_coords(h, w, device)
-    targets = image_targets(image, device)
-    inner = make_image_step(network, coords, targets, config.supervise, config.batch_size, train.seed)
-    curve: list[tuple[int, float]] = []
+    targets = image_targets(image, device, derivatives=not values_only)
 
-    def step_fn(step: int) -> dict[str, float]:
-        if step % config.eval_every == 0:
-            curve.append((step, aligned_psnr(render_image(network, h, w), image, config.supervise)[0]))
-        return inner(step)
+    def make_step(net: Siren):  # noqa: ANN202
+        return make_image_step(
+            net, coords, targets, config.supervise, config.batch_size, train.seed, forward=make_forward(net, dtype),
+            derivatives=taylor_derivatives,
+        )
 
-    t0 = time.perf_counter()
-    result = fit(network, step_fn, train, progress=progress, desc=f"image {config.activation}/{config.supervise}")
-    seconds = time.perf_counter() - t0
+    # PSNR during the fit: every pixel up to EVAL_PIXELS, else a fixed sample (seeded).
+    n = h * w
+    if n <= EVAL_PIXELS:
+        eval_idx = None
+        eval_target = image.reshape(n, c)
+    else:
+        eval_idx = np.sort(np.random.default_rng(train.seed).choice(n, EVAL_PIXELS, replace=False))
+        eval_target = image.reshape(n, c)[eval_idx]
+    eval_coords = coords if eval_idx is None else coords[torch.as_tensor(eval_idx, device=coords.device)]
+
+    def measure() -> float:
+        raw = (evaluate_field(network, eval_coords).double().cpu().numpy() + 1.0) / 2.0
+        return aligned_psnr(raw, eval_target, config.supervise)[0]
+
+    batch = min(config.batch_size or n, n)
+    step_seconds = time_steps(make_step, network, train.lr)
+    evals = train.steps // config.eval_every + 2
+    expected = train.steps * step_seconds + evals * _time_once(measure)
+    target = config.target_psnr or None
+    log.info(
+        "plan: %s (%dx%d, %d channel%s): %s; %d steps of %s pixels, lr %g%s, %s hidden layers, fitting %s; "
+        "expected %s%s",
+        name, w, h, c, "s" if c > 1 else "", describe_network(network, config.activation), train.steps,
+        f"{batch} random" if batch < n else f"all {n}", train.lr,
+        f" cosine to {train.lr * train.lr_final_ratio:.2g}" if train.lr_final_ratio < 1 else "",
+        "bfloat16" if dtype == torch.bfloat16 else "float32", config.supervise,
+        format_seconds(expected), f" (less if it reaches {target:g} dB first)" if target else "",
+    )
+    run = run_fit(
+        network, make_step(network), train, measure, eval_every=config.eval_every, target=target,
+        label=f"image {config.activation}/{config.supervise}", metric="PSNR dB", progress=progress,
+        keep_best=True,
+    )
     network.eval()
     value, offset, rec = aligned_psnr(render_image(network, h, w), image, config.supervise)
-    curve.append((train.steps, value))
-    derivs = field_derivatives(network, h, w)
-    name = str(source) if not isinstance(source, np.ndarray) else "array"
+    # The last point: the final PSNR on every pixel (unless an earlier, better state was kept).
+    curve = run.curve[:-1] + [(run.curve[-1][0], run.curve[-1][1], value)] if run.best_step == run.steps else run.curve
+    derivs = field_derivatives(network, h, w) if (derivatives or output_dir is not None) else None
     info = {
         "source": name,
         "height": h,
         "width": w,
         "channels": c,
         "image": config_to_dict(config),
-        "siren": config_to_dict(net_config),
-        "train": config_to_dict(train),
-        "final_loss": result.history[-1]["loss"] if result.history else None,
+        **run_record(run, network, train, quality=quality, expected=expected, dtype=dtype),
     }
-    log.info("%s: PSNR %.2f dB after %d steps (%.1f s)", name, value, train.steps, seconds)
-    out = ImageFitResult(network, image, rec, value, offset, curve, derivs, seconds, net_config, info)
+    log.info("%s: PSNR %.2f dB after %d steps (%.1f s)", name, value, run.steps, run.seconds)
+    out = ImageFitResult(network, image, rec, value, offset, curve, derivs, run.seconds, run.steps, network.config, info)
     if output_dir is not None:
         write_image_outputs(out, output_dir)
     return out
+
+
+def _time_once(fn: Any) -> float:
+    import time
+
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def _gradient_magnitude(derivs: FieldDerivatives) -> np.ndarray:
@@ -160,13 +233,22 @@ def _gradient_magnitude(derivs: FieldDerivatives) -> np.ndarray:
 
 def write_image_outputs(result: ImageFitResult, output_dir: PathLike) -> Path:
     """Write the outputs listed in the module docstring into ``output_dir`` (created if needed)."""
+    if result.derivatives is None:
+        raise ValueError("result has no derivatives; fit with derivatives=True to write outputs")
     out = prepare_output_dir(output_dir)
     save_image(result.reconstruction, out / "reconstruction.png")
-    steps = [s for s, _ in result.curve]
-    values = [v for _, v in result.curve]
-    write_csv(["step", "psnr_db"], [(s, f"{v:.4f}") for s, v in result.curve], out / "psnr.csv")
+    write_csv(["step", "seconds", "psnr_db"], [(s, f"{t:.2f}", f"{v:.4f}") for s, t, v in result.curve], out / "psnr.csv")
     label = f"{result.info['image']['activation']}, {result.info['image']['supervise']}"
-    save_curve(steps, {label: values}, out / "psnr.png", xlabel="step", ylabel="PSNR (dB)", title="PSNR of the fit over steps")
+    fig, axes = new_figure(11, 4, ncols=2)
+    for ax, (k, xlabel) in zip(axes, [(1, "seconds"), (0, "step")]):
+        ax.plot([p[k] for p in result.curve], [p[2] for p in result.curve], marker=".", label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(alpha=0.3)
+    axes[0].set_title("PSNR of the fit over time")
+    axes[1].set_title("PSNR of the fit over steps")
+    axes[0].legend()
+    save_figure(fig, out / "psnr.png")
     grad = _gradient_magnitude(result.derivatives)
     lap = 0.5 * result.derivatives.laplacians.mean(axis=2)
     save_image(colormap_image(grad, "gray", symmetric=False), out / "gradient.png")
@@ -188,7 +270,7 @@ def write_image_outputs(result: ImageFitResult, output_dir: PathLike) -> Path:
         {
             "psnr": result.psnr,
             "offset": result.offset.tolist(),
-            "steps": result.curve[-1][0],
+            "steps": result.steps,
             "seconds": result.seconds,
             "psnr_definition": "dB over all pixels and channels, images in [0, 1], fit clipped to [0, 1]; "
             "gradient/Laplacian fits first shifted by the per-channel mean difference (the constant they cannot see)",

@@ -19,17 +19,35 @@ import torch
 
 from .._typing import Device, PathLike
 from ..config import SirenConfig, TrainConfig, VideoConfig, config_to_dict
-from ..fields.video import frame_times, make_video_step, render_frames, video_targets
+from ..fields.video import frame_times, make_video_step, render_frames, render_samples, video_targets
 from ..io.image import save_image
 from ..io.video import VideoClip, load_video, save_video
 from ..metrics import psnr as _psnr
 from ..nn import Siren
-from ..train import fit
-from ._common import check_output_dir, network_config, prepare_output_dir, save_curve, save_figure, write_csv, write_json
+from ._common import (
+    build_network,
+    check_output_dir,
+    describe_network,
+    format_seconds,
+    make_forward,
+    prepare_output_dir,
+    resolve_precision,
+    run_fit,
+    run_record,
+    save_curve,
+    save_figure,
+    time_steps,
+    write_csv,
+    write_json,
+)
+from .presets import video_preset
 
-__all__ = ["VideoFitResult", "fit_video", "interpolation_times", "write_video_outputs"]
+__all__ = ["VideoFitResult", "fit_video", "interpolation_times", "write_video_outputs", "EVAL_SAMPLES"]
 
 log = logging.getLogger(__name__)
+
+EVAL_SAMPLES = 65536
+"""Samples of the clip (fixed, seeded) whose PSNR is measured during a fit; the final PSNR uses every pixel."""
 
 
 @dataclass
@@ -42,9 +60,12 @@ class VideoFitResult:
         reconstruction: ``(T, H, W, 3)`` fitted frames in [0, 1] (clipped).
         psnr_per_frame: ``(T,)`` dB of each fitted frame.
         psnr: mean of ``psnr_per_frame``.
-        curve: ``[(step, mean_psnr_db)]`` every ``eval_every`` steps and at the end.
+        curve: ``[(step, seconds, psnr_db)]`` at step 0, every ``eval_every`` steps (PSNR of
+            ``EVAL_SAMPLES`` fixed random samples) and at the end (mean per-frame PSNR).
         interpolated: ``[(frame_index, (H, W, 3) frame)]`` at fractional frame indices.
-        seconds: wall time of the fit.
+        seconds: wall time of the fit (measurements included).
+        steps: optimizer steps taken.
+        time_scale: factor on the time coordinate (``fields.video``): ``w0_time / w0_first``, or 1.
         info: JSON-able record of the settings.
     """
 
@@ -53,9 +74,11 @@ class VideoFitResult:
     reconstruction: np.ndarray
     psnr_per_frame: np.ndarray
     psnr: float
-    curve: list[tuple[int, float]]
+    curve: list[tuple[int, float, float]]
     interpolated: list[tuple[float, np.ndarray]]
     seconds: float
+    steps: int
+    time_scale: float
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,9 +98,10 @@ def fit_video(
     source: Union[PathLike, VideoClip],
     output_dir: Optional[PathLike] = None,
     *,
-    config: VideoConfig = VideoConfig(),
-    siren: SirenConfig = SirenConfig(),
-    train: TrainConfig = TrainConfig(checkpoint_every=0),
+    config: Optional[VideoConfig] = None,
+    siren: Optional[SirenConfig] = None,
+    train: Optional[TrainConfig] = None,
+    quality: str = "default",
     device: Device = "cpu",
     progress: bool = True,
 ) -> VideoFitResult:
@@ -88,15 +112,20 @@ def fit_video(
             ``config.frames`` still limits its length but ``config.max_side`` is not applied).
         output_dir: write the outputs listed in the module docstring here (created if needed,
             only after the input is validated). None: write nothing.
-        config: frames, size, batch and measurement settings.
-        siren: width, depth and ``w0``; dimensions and activation come from the task.
-        train: steps, learning rate, seed.
+        config: frames, size, batch, time frequency, precision and measurement settings; None: the preset's.
+        siren: width, depth and ``w0``; dimensions and activation come from the task; None: the preset's.
+        train: steps, learning rate, seed; None: the preset's.
+        quality: the preset (``presets.video_preset``) that fills the settings left as None.
         device: torch device.
-        progress: show a progress bar with loss and ETA.
+        progress: show a progress bar with the PSNR and the ETA.
 
     Raises:
         InputError: unreadable file, not a video, zero frames, or an unusable output folder.
     """
+    preset = video_preset(quality)
+    config = config or preset.config
+    siren = siren or preset.siren
+    train = train or preset.train
     if isinstance(source, VideoClip):
         clip = VideoClip(source.frames[: config.frames or None], source.fps)
         source = "clip"
@@ -105,28 +134,53 @@ def fit_video(
     if output_dir is not None:
         check_output_dir(output_dir)
     t, h, w, c = clip.frames.shape
-    net_config = network_config(config.activation, siren, 3, c, max(t, h, w), config.num_frequencies)
-    torch.manual_seed(train.seed)
-    network = Siren(net_config).to(device)
+    network = build_network(
+        config.activation, siren, 3, c, max(t, h, w), num_frequencies=config.num_frequencies,
+        ff_features=config.ff_features, ff_scale=config.ff_scale, seed=train.seed, device=device,
+    )
+    time_scale = (config.w0_time / siren.w0_first) if config.w0_time else 1.0
+    dtype = resolve_precision(config.precision, device)
     targets = video_targets(clip.frames, device)
-    inner = make_video_step(network, targets, (t, h, w), config.batch_size, train.seed)
-    times = frame_times(np.arange(t), t)
-    curve: list[tuple[int, float]] = []
+    shape = (t, h, w)
 
-    def step_fn(step: int) -> dict[str, float]:
-        if step % config.eval_every == 0:
-            curve.append((step, float(_per_frame_psnr(render_frames(network, times, h, w), clip.frames).mean())))
-        return inner(step)
+    def make_step(net: Siren):  # noqa: ANN202
+        return make_video_step(net, targets, shape, config.batch_size, train.seed, forward=make_forward(net, dtype), time_scale=time_scale)
 
-    t0 = time.perf_counter()
-    result = fit(network, step_fn, train, progress=progress, desc=f"video {config.activation}")
-    seconds = time.perf_counter() - t0
+    # PSNR during the fit on a fixed sample of the clip (seeded); every pixel at the end.
+    n = targets.shape[0]
+    sample = torch.as_tensor(np.sort(np.random.default_rng(train.seed).choice(n, min(n, EVAL_SAMPLES), replace=False)), device=device)
+    sample_target = clip.frames.reshape(n, c)[sample.cpu().numpy()]
+
+    def measure() -> float:
+        raw = (render_samples(network, sample, shape, time_scale).double().cpu().numpy() + 1.0) / 2.0
+        return _psnr(np.clip(raw, 0.0, 1.0), sample_target)
+
+    step_seconds = time_steps(make_step, network, train.lr)
+    t_eval = time.perf_counter()
+    measure()
+    expected = train.steps * step_seconds + (train.steps // config.eval_every + 2) * (time.perf_counter() - t_eval)
+    target = config.target_psnr or None
+    log.info(
+        "plan: %s (%d frames of %dx%d): %s%s; %d steps of %d random samples, lr %g%s, %s hidden layers; expected %s%s",
+        source, t, w, h, describe_network(network, config.activation),
+        f", w0 {config.w0_time:g} along time" if config.w0_time else "", train.steps, config.batch_size, train.lr,
+        f" cosine to {train.lr * train.lr_final_ratio:.2g}" if train.lr_final_ratio < 1 else "",
+        "bfloat16" if dtype == torch.bfloat16 else "float32",
+        format_seconds(expected), f" (less if it reaches {target:g} dB first)" if target else "",
+    )
+    run = run_fit(
+        network, make_step(network), train, measure, eval_every=config.eval_every, target=target,
+        label=f"video {config.activation}", metric="PSNR dB", progress=progress,
+        keep_best=True,
+    )
     network.eval()
-    raw = render_frames(network, times, h, w)
+    times = frame_times(np.arange(t), t)
+    raw = render_frames(network, times, h, w, time_scale=time_scale)
     per_frame = _per_frame_psnr(raw, clip.frames)
-    curve.append((train.steps, float(per_frame.mean())))
+    last = (run.curve[-1][0], run.curve[-1][1], float(per_frame.mean()))
+    curve = run.curve[:-1] + [last] if run.best_step == run.steps else run.curve
     ks = interpolation_times(t, config.num_interpolated)
-    mids = render_frames(network, frame_times(ks, t), h, w) if ks else np.zeros((0, h, w, c))
+    mids = render_frames(network, frame_times(ks, t), h, w, time_scale=time_scale) if ks else np.zeros((0, h, w, c))
     interpolated = [(k, np.clip(f, 0, 1)) for k, f in zip(ks, mids)]
     info = {
         "source": str(source),
@@ -135,12 +189,10 @@ def fit_video(
         "width": w,
         "fps": clip.fps,
         "video": config_to_dict(config),
-        "siren": config_to_dict(net_config),
-        "train": config_to_dict(train),
-        "final_loss": result.history[-1]["loss"] if result.history else None,
+        **run_record(run, network, train, quality=quality, expected=expected, dtype=dtype),
     }
-    log.info("%s: mean PSNR %.2f dB over %d frames after %d steps (%.1f s)", source, per_frame.mean(), t, train.steps, seconds)
-    out = VideoFitResult(network, clip, np.clip(raw, 0, 1), per_frame, float(per_frame.mean()), curve, interpolated, seconds, info)
+    log.info("%s: mean PSNR %.2f dB over %d frames after %d steps (%.1f s)", source, per_frame.mean(), t, run.steps, run.seconds)
+    out = VideoFitResult(network, clip, np.clip(raw, 0, 1), per_frame, float(per_frame.mean()), curve, interpolated, run.seconds, run.steps, time_scale, info)
     if output_dir is not None:
         write_video_outputs(out, output_dir)
     return out
@@ -153,8 +205,9 @@ def write_video_outputs(result: VideoFitResult, output_dir: PathLike) -> Path:
     frames = np.arange(len(result.psnr_per_frame))
     write_csv(["frame", "psnr_db"], [(int(k), f"{v:.4f}") for k, v in zip(frames, result.psnr_per_frame)], out / "psnr_per_frame.csv")
     save_curve(frames.tolist(), {"fit": result.psnr_per_frame.tolist()}, out / "psnr_per_frame.png", xlabel="frame", ylabel="PSNR (dB)", title="PSNR of each fitted frame")
-    write_csv(["step", "mean_psnr_db"], [(s, f"{v:.4f}") for s, v in result.curve], out / "psnr.csv")
-    save_curve([s for s, _ in result.curve], {"mean over frames": [v for _, v in result.curve]}, out / "psnr.png", xlabel="step", ylabel="mean PSNR (dB)", title="PSNR of the fit over steps")
+    write_csv(["step", "seconds", "psnr_db"], [(s, f"{t:.2f}", f"{v:.4f}") for s, t, v in result.curve], out / "psnr.csv")
+    save_curve([t for _, t, _ in result.curve], {"PSNR": [v for _, _, v in result.curve]}, out / "psnr.png", xlabel="seconds", ylabel="PSNR (dB)",
+               title="PSNR of the fit over time (sampled pixels; last point: mean per frame)")
     if result.interpolated:
         (out / "frames").mkdir(exist_ok=True)
         for k, frame in result.interpolated:
@@ -184,7 +237,7 @@ def write_video_outputs(result: VideoFitResult, output_dir: PathLike) -> Path:
             "psnr": result.psnr,
             "psnr_min": float(result.psnr_per_frame.min()),
             "psnr_max": float(result.psnr_per_frame.max()),
-            "steps": result.curve[-1][0],
+            "steps": result.steps,
             "seconds": result.seconds,
             "interpolated_frames": [k for k, _ in result.interpolated],
             "psnr_definition": "mean over frames of the per-frame PSNR (dB, frames in [0, 1], fit clipped)",

@@ -6,7 +6,7 @@ The network outputs colours mapped to [-1, 1] (``2 * value - 1``, as the SIREN r
 Derivatives are taken with respect to these normalized coordinates.
 """
 
-from typing import Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ __all__ = [
     "image_loss",
     "make_image_step",
     "render_image",
+    "evaluate_field",
     "FieldDerivatives",
     "field_derivatives",
 ]
@@ -51,17 +52,24 @@ class ImageTargets(NamedTuple):
     laplacians: torch.Tensor
 
 
-def image_targets(image: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> ImageTargets:
+def image_targets(
+    image: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, derivatives: bool = True
+) -> ImageTargets:
     """Build the targets of an ``(H, W, C)`` float image in [0, 1] (paper Sec. 4.1).
 
     Gradients use the Sobel filter, as the paper does, divided by 8 (its gain on a unit ramp)
     and by the pixel spacing ``2 / (n - 1)``. Laplacians sum per-axis ``[1, -2, 1]`` differences
-    divided by the squared spacing. Both use reflecting borders.
+    divided by the squared spacing. Both use reflecting borders. With ``derivatives=False``
+    (fitting values only) they are empty ``(N, C, 0)`` / ``(N, 0)`` placeholders, which index
+    like the full targets but take no memory.
     """
     from scipy import ndimage
 
     h, w, c = image.shape
     v = 2.0 * np.asarray(image, dtype=np.float64) - 1.0
+    if not derivatives:
+        values = torch.as_tensor(v.reshape(h * w, c), dtype=dtype, device=device)
+        return ImageTargets(values, values.new_zeros((h * w, c, 0)), values.new_zeros((h * w, 0)))
     step = (2.0 / (h - 1), 2.0 / (w - 1))
     # Per channel: on an (H, W, C) array Sobel would also smooth across the channel axis.
     grads = np.stack(
@@ -81,33 +89,53 @@ def _laplacians(jac: torch.Tensor, coords: torch.Tensor, create_graph: bool) -> 
     return torch.cat([divergence(jac[:, ch, :], coords, create_graph=create_graph) for ch in range(jac.shape[1])], dim=-1)
 
 
+DerivativesFn = Callable[..., Any]
+"""``derivatives(network, coords (M, 2), dims, second=...)`` returning ``u (M, C)``,
+``first (2, M, C)`` and ``second (2, M, C)`` (as ``fields.pde.taylor_derivatives`` does)."""
+
+
 def image_loss(
-    network: Siren, coords: torch.Tensor, targets: ImageTargets, supervise: Supervision
+    network: Callable[[torch.Tensor], torch.Tensor],
+    coords: torch.Tensor,
+    targets: ImageTargets,
+    supervise: Supervision,
+    derivatives: Optional[DerivativesFn] = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean squared error of the values, gradients or Laplacians of ``network`` at ``coords``.
 
     Args:
-        network: ``(M, 2) -> (M, C)`` field.
+        network: ``(M, 2) -> (M, C)`` field (a ``Siren``, or its mixed-precision forward for values).
         coords: ``(M, 2)`` pixel coordinates.
         targets: rows matching ``coords``.
         supervise: which quantity is fitted (paper Sec. 4.1: values, or gradients / Laplacians
             only, which determine the image up to a constant / a harmonic function).
+        derivatives: a forward-mode derivative function for gradient / Laplacian supervision
+            (faster than autograd's double backward); None: autograd (``nn.diffops``).
 
     Returns:
         ``(loss, terms)``.
     """
     if supervise == "values":
-        loss = mse_loss(network(coords), targets.values)
+        # No input derivative is supervised: coordinates need no gradient, so autograd records
+        # only what the parameters' backward pass needs.
+        loss = mse_loss(network(coords).float(), targets.values)
         return loss, {"values": float(loss.detach())}
+    if supervise not in ("gradient", "laplacian"):
+        raise ValueError(f"supervise must be one of ['values', 'gradient', 'laplacian'], got {supervise!r}")
+    if derivatives is not None:
+        d = derivatives(network, coords, (0, 1), second=supervise == "laplacian")
+        if supervise == "gradient":
+            loss = mse_loss(d.first.permute(1, 2, 0), targets.gradients)
+            return loss, {"gradient": float(loss.detach())}
+        loss = mse_loss(d.second.sum(0), targets.laplacians)
+        return loss, {"laplacian": float(loss.detach())}
     x = coords.detach().requires_grad_(True)
     jac = jacobian(network(x), x, create_graph=True)
     if supervise == "gradient":
         loss = mse_loss(jac, targets.gradients)
         return loss, {"gradient": float(loss.detach())}
-    if supervise == "laplacian":
-        loss = mse_loss(_laplacians(jac, x, create_graph=True), targets.laplacians)
-        return loss, {"laplacian": float(loss.detach())}
-    raise ValueError(f"supervise must be one of ['values', 'gradient', 'laplacian'], got {supervise!r}")
+    loss = mse_loss(_laplacians(jac, x, create_graph=True), targets.laplacians)
+    return loss, {"laplacian": float(loss.detach())}
 
 
 def make_image_step(
@@ -117,32 +145,42 @@ def make_image_step(
     supervise: Supervision,
     batch_size: int,
     seed: int,
+    forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    derivatives: Optional[DerivativesFn] = None,
 ) -> StepFn:
-    """Return a ``StepFn`` fitting every pixel (``batch_size`` 0 or >= N) or a per-step random subset."""
+    """Return a ``StepFn`` fitting every pixel (``batch_size`` 0 or >= N) or a per-step random subset.
+
+    ``forward`` replaces ``network``'s own forward pass when fitting values (e.g. the
+    mixed-precision pass of ``apps._common.make_forward``); ``derivatives`` computes input
+    derivatives for gradient / Laplacian supervision (see ``image_loss``).
+    """
     n = coords.shape[0]
+    fn = forward if (forward is not None and supervise == "values") else network
 
     def step_fn(step: int) -> dict[str, float]:
         if batch_size and batch_size < n:
             idx = torch.randint(n, (batch_size,), generator=step_generator(seed, step, coords.device), device=coords.device)
             batch = ImageTargets(targets.values[idx], targets.gradients[idx], targets.laplacians[idx])
-            loss, terms = image_loss(network, coords[idx], batch, supervise)
+            loss, terms = image_loss(fn, coords[idx], batch, supervise, derivatives)
         else:
-            loss, terms = image_loss(network, coords, targets, supervise)
+            loss, terms = image_loss(fn, coords, targets, supervise, derivatives)
         loss.backward()
         return {"loss": float(loss.detach()), **terms}
 
     return step_fn
 
 
+def evaluate_field(network: Callable[[torch.Tensor], torch.Tensor], coords: torch.Tensor, chunk_size: int = 65536) -> torch.Tensor:
+    """Evaluate ``network`` at ``(M, d)`` coordinates in chunks, without autograd; returns ``(M, C)``."""
+    with torch.inference_mode():
+        return torch.cat([network(coords[sl]) for sl in iter_chunks(coords.shape[0], chunk_size)])
+
+
 def render_image(network: Siren, height: int, width: int, chunk_size: int = 65536) -> np.ndarray:
     """Evaluate the field on every pixel; returns ``(H, W, C)`` float64 in image units (``(f + 1) / 2``, unclipped)."""
     param = next(network.parameters())
     coords = pixel_coords(height, width, param.device, param.dtype)
-    out = []
-    with torch.no_grad():
-        for sl in iter_chunks(coords.shape[0], chunk_size):
-            out.append(network(coords[sl]).double().cpu().numpy())
-    values = np.concatenate(out).reshape(height, width, -1)
+    values = evaluate_field(network, coords, chunk_size).double().cpu().numpy().reshape(height, width, -1)
     return (values + 1.0) / 2.0
 
 

@@ -2,7 +2,8 @@
 
 The one network core that SDF, image, video and PDE fields all reuse. Layers compute
 ``sin(w0 * (W x + b) + shift)``; ``shift`` is an optional per-layer phase modulation (as in
-Mehta et al. 2021 and Functa), used by shape spaces.
+Mehta et al. 2021 and Functa), used by shape spaces. ``FourierFeatures`` is the random Fourier
+feature input encoding of the ReLU baseline of Tancik et al. (NeurIPS 2020).
 """
 
 import math
@@ -14,7 +15,7 @@ from torch import nn
 from ..config import SirenConfig
 from .encoding import PositionalEncoding
 
-__all__ = ["SineLayer", "Siren"]
+__all__ = ["SineLayer", "Siren", "FourierFeatures"]
 
 
 class SineLayer(nn.Module):
@@ -61,24 +62,68 @@ class SineLayer(nn.Module):
         return torch.tanh(z)
 
 
+class FourierFeatures(nn.Module):
+    """Random Fourier features ``[cos(2 pi B x), sin(2 pi B x)]`` (Tancik et al., NeurIPS 2020, Sec. 6).
+
+    ``B`` is ``(num_features, in_dim)`` with entries drawn from ``N(0, scale^2)``, held in a buffer
+    (saved with the weights, never trained). ``scale`` is in cycles per unit of the input
+    coordinates; Tancik et al. state ``sigma`` for coordinates in [0, 1], which is twice the
+    ``scale`` for coordinates in [-1, 1].
+
+    Args:
+        in_dim: coordinates per point.
+        num_features: rows of ``B``; the encoding has ``2 * num_features`` outputs.
+        scale: standard deviation of the frequencies.
+        seed: seed of ``B`` (a generator of its own, so the network's initialization is unchanged).
+    """
+
+    def __init__(self, in_dim: int, num_features: int, scale: float, seed: int = 0) -> None:
+        super().__init__()
+        if in_dim < 1 or num_features < 1:
+            raise ValueError(f"in_dim and num_features must be >= 1, got {in_dim} and {num_features}")
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("frequencies", torch.randn(num_features, in_dim, generator=gen) * scale)
+        self.in_dim = in_dim
+        self.scale = float(scale)
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the encoding."""
+        return 2 * self.frequencies.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encode ``x`` ``(..., in_dim)``; returns ``(..., 2 * num_features)``."""
+        angles = (2.0 * math.pi) * (x @ self.frequencies.to(x.dtype).T)
+        return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
 class Siren(nn.Module):
     """A SIREN: ``1 + num_hidden_layers`` sine layers of width ``hidden_dim``, then a linear layer.
 
     Args:
         config: network shape; see ``SirenConfig``.
+        encoding: an input encoding module with an ``out_dim`` attribute (e.g.
+            ``FourierFeatures``), applied before the first layer; None: the config's positional
+            encoding when ``num_frequencies`` > 0, else the raw coordinates.
 
     Shapes:
         ``forward(coords (..., in_dim), shift (..., num_sine_layers, hidden_dim) or None)``
         returns ``(..., out_dim)``.
     """
 
-    def __init__(self, config: SirenConfig) -> None:
+    def __init__(self, config: SirenConfig, encoding: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.config = config
         c = config
-        # Optional parameter-free input encoding (ReLU P.E. baseline); absent by default, so the
-        # default network and its state_dict keys are unchanged.
-        self.encoding = PositionalEncoding(c.in_dim, c.num_frequencies) if c.num_frequencies else None
+        if encoding is not None and c.num_frequencies:
+            raise ValueError("give either an encoding or num_frequencies > 0, not both")
+        # Optional input encoding (ReLU P.E. / Fourier-feature baselines); absent by default, so
+        # the default network and its state_dict keys are unchanged.
+        if encoding is None and c.num_frequencies:
+            encoding = PositionalEncoding(c.in_dim, c.num_frequencies)
+        self.encoding = encoding
         first_in = self.encoding.out_dim if self.encoding is not None else c.in_dim
         layers = [SineLayer(first_in, c.hidden_dim, c.w0_first, True, c.activation)]
         layers += [
