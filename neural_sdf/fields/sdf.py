@@ -5,7 +5,7 @@ Sign convention: negative inside, positive outside, zero on the surface (``tests
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -70,8 +70,12 @@ class SDFModel:
         """Device of the network's parameters."""
         return next(self.network.parameters()).device
 
-    def attach_far_field(self, mesh: Mesh) -> None:
-        """Build ``far_field`` from the model's extracted mesh (world units) over its padded box."""
+    def attach_far_field(self, mesh: Mesh, sign_from: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> None:
+        """Build ``far_field`` from the model's extracted mesh (world units) over its padded box.
+
+        ``sign_from``: ``(K, 3)`` world points -> values whose sign says inside (< 0) or outside,
+        used near the mesh and everywhere when it is open (default: the network's own sign).
+        """
         import time
 
         t0 = time.perf_counter()
@@ -88,7 +92,11 @@ class SDFModel:
                     for sl in iter_chunks(len(x), 65536)
                 ])
 
-        self.far_field = build_far_field(Mesh(pts, mesh.faces), network_sign, box)
+        def given_sign(x: np.ndarray) -> np.ndarray:
+            assert sign_from is not None
+            return np.asarray(sign_from(self.normalization.to_world(x)))
+
+        self.far_field = build_far_field(Mesh(pts, mesh.faces), network_sign if sign_from is None else given_sign, box)
         self.info["far_field_seconds"] = time.perf_counter() - t0
 
     def ensure_far_field(self, resolution: int = 128) -> None:

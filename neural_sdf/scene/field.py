@@ -191,7 +191,29 @@ class SceneModel:
 
     def attach_far_fields(self, mesh: Mesh) -> None:
         """Give every tile the distances to the part of the scene's ``mesh`` (world units) within
-        its box (``SDFModel.attach_far_field``)."""
+        its box (``SDFModel.attach_far_field``).
+
+        A tile sees only part of a closed surface, so its own network cannot tell inside from
+        outside far from its data; when the scene's mesh is closed, the signs come from one grid
+        over the whole scene, signed by connectivity to its border (``build_far_field``).
+        """
+        from ..fields.far_field import _is_closed, build_far_field
+
+        sign_from = None
+        if _is_closed(mesh.faces):
+            box = self.normalization.to_normalized(np.asarray(self.data_bounds, dtype=np.float64).reshape(2, 3))
+            pad = 0.2 * float((box[1] - box[0]).max())
+            scene_norm = Mesh(self.normalization.to_normalized(mesh.vertices), mesh.faces)
+
+            def scene_sign(x: np.ndarray) -> np.ndarray:
+                return self.network.world_sdf(self.normalization.to_world(x))
+
+            overall = build_far_field(scene_norm, scene_sign, np.stack([box[0] - pad, box[1] + pad]))
+
+            def sign_from(world: np.ndarray) -> np.ndarray:
+                x = torch.as_tensor(self.normalization.to_normalized(world), dtype=torch.float32)
+                return overall.lookup(x).numpy()
+
         centroids = mesh.vertices[mesh.faces].mean(axis=1)
         for tile in self.tiles:
             lo, hi = tile.bounds
@@ -199,7 +221,7 @@ class SceneModel:
             keep = np.all((centroids >= lo - pad) & (centroids <= hi + pad), axis=1)
             if keep.any():
                 used, faces = np.unique(mesh.faces[keep], return_inverse=True)
-                tile.model.attach_far_field(Mesh(mesh.vertices[used], faces.reshape(-1, 3)))
+                tile.model.attach_far_field(Mesh(mesh.vertices[used], faces.reshape(-1, 3)), sign_from=sign_from)
 
     def gradient(self, points: ArrayLike, step: Optional[float] = None) -> np.ndarray:
         """Gradient of the signed distance at world points ``(N, 3)``: ``(N, 3)`` (unitless).
