@@ -1,4 +1,4 @@
-"""Speed benchmark of issue 3: training step, extraction and memory, measured side by side in one run.
+"""Speed benchmark: training step, extraction and memory, measured side by side in one run.
 
 Prints one table:
 

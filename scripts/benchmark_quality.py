@@ -9,7 +9,7 @@ both methods reconstruct from the same points; both results are compared with th
         [--steps N] [--resolution R] [--out out/quality]
 
 With ``--cli`` our time is the wall time of the ``neural-sdf reconstruct CLOUD -o MESH`` command in
-a fresh process (the cloud written as a binary PLY first): issue 3's time-to-quality measure.
+a fresh process (the cloud written as a binary PLY first): the time-to-quality measure.
 
 Prints a Markdown table and writes ``OUT/quality.json`` and the meshes.
 """

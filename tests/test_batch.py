@@ -1,4 +1,4 @@
-"""Batch reconstruction (issue 6): real spawned processes, a real `neural-sdf batch` subprocess
+"""Batch reconstruction: real spawned processes, a real `neural-sdf batch` subprocess
 (killed with SIGKILL mid-way), and a real local Ray instance started once for this module.
 
 Inputs are made here: small oriented clouds of a sphere (.ply) and a torus (.xyz), and a corrupt

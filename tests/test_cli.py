@@ -116,7 +116,7 @@ BAD_INPUTS = [
     ("no faces", ("no faces",)),
     ("zero normals", ("normals",)),
 ]
-# Extra flags per case. With the default --normals auto (issue 4), a file whose normals are unusable
+# Extra flags per case. With the default --normals auto, a file whose normals are unusable
 # gets estimated normals (with a warning); --normals given asks for the file's own normals, so
 # zero-length ones are bad input.
 EXTRA_FLAGS = {"zero normals": ["--normals", "given"]}

@@ -1,4 +1,4 @@
-"""Image fitting (issues 7 and 18): I/O, targets, positional encoding and Fourier features, SIREN vs
+"""Image fitting: I/O, targets, positional encoding and Fourier features, SIREN vs
 the baselines on a real image, Poisson reconstruction from the gradient, the ``--quality`` presets,
 the mixed-precision forward pass, the ``image`` command and its bad-input handling.
 

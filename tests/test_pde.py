@@ -1,4 +1,4 @@
-"""PDEs (issues 7 and 18): the analytic references satisfy their equations, the PML and wave
+"""PDEs: the analytic references satisfy their equations, the PML and wave
 finite-difference references converge to known solutions at second order, forward-mode input
 derivatives match autograd, the ``--quality`` presets, a short SIREN solve, and the ``pde`` command.
 """

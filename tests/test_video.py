@@ -1,4 +1,4 @@
-"""Video (issue 7): PyAV round trip of a clip made in the test, fitting it through the ``video``
+"""Video: PyAV round trip of a clip made in the test, fitting it through the ``video``
 command, frames at fractional times, and bad input (not a video, zero frames).
 """
 
