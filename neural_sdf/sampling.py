@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .config import SamplingConfig
-from .geometry import Mesh, PointCloud
+from .geometry import Mesh, PointCloud, sample_mesh_surface  # noqa: F401  (re-exported)
 
 __all__ = [
     "sample_mesh_surface",
@@ -24,41 +24,6 @@ __all__ = [
     "make_grid",
     "iter_chunks",
 ]
-
-
-def sample_mesh_surface(mesh: Mesh, num_points: int, seed: int = 0) -> PointCloud:
-    """Draw area-weighted samples on a mesh, each with the normal of its face.
-
-    Args:
-        mesh: the mesh (faces counter-clockwise seen from outside).
-        num_points: number of samples ``N``.
-        seed: seed of the sampling.
-
-    Returns:
-        ``PointCloud`` with ``(N, 3)`` points (world units) and ``(N, 3)`` unit outward normals.
-
-    Raises:
-        ValueError: if the mesh has no faces of positive area or ``num_points < 1``.
-    """
-    if num_points < 1:
-        raise ValueError(f"num_points must be >= 1, got {num_points}")
-    v, f = mesh.vertices, mesh.faces
-    tri = v[f]  # (F, 3, 3)
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    area2 = np.linalg.norm(cross, axis=1)
-    total = area2.sum()
-    if not total > 0 or not np.isfinite(total):
-        raise ValueError("mesh has no faces of positive, finite area")
-    rng = np.random.default_rng(seed)
-    face = rng.choice(len(f), size=num_points, p=area2 / total)
-    # Uniform barycentric coordinates by folding the unit square onto the triangle.
-    u, w = rng.random(num_points), rng.random(num_points)
-    flip = u + w > 1
-    u[flip], w[flip] = 1 - u[flip], 1 - w[flip]
-    t = tri[face]
-    points = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + w[:, None] * (t[:, 2] - t[:, 0])
-    normals = cross[face] / np.maximum(area2[face], 1e-300)[:, None]
-    return PointCloud(points, normals)
 
 
 class SDFBatch(NamedTuple):

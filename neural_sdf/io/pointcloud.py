@@ -84,7 +84,7 @@ def load_points(source: PointSource, num_mesh_samples: int = 100_000, seed: int 
 
 
 def _read_source(source: PointSource, num_mesh_samples: int, seed: int, columns: str = "") -> PointCloud:
-    from ..sampling import sample_mesh_surface
+    from ..geometry import sample_mesh_surface
 
     if isinstance(source, PointCloud):
         return source
@@ -151,7 +151,7 @@ def _from_array(arr: np.ndarray, name: str) -> PointCloud:
 
 
 def _from_object(obj: Any, num_mesh_samples: int, seed: int) -> PointCloud:
-    from ..sampling import sample_mesh_surface
+    from ..geometry import sample_mesh_surface
 
     if hasattr(obj, "faces") or hasattr(obj, "triangles"):
         return sample_mesh_surface(mesh_from_object(obj), num_mesh_samples, seed=seed)
