@@ -190,6 +190,7 @@ def fit_prepared(
         "resumed_from": result.resumed_from,
         "history": result.history,
         "fingerprint": fingerprint,
+        "device": str(next(network.parameters()).device),
     }
     model = SDFModel(network, normalization, box, info, support_points=cloud.points[np.sort(keep)])
     info["surface_residual"] = surface_residual(model, model.support_points)
