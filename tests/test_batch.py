@@ -195,7 +195,10 @@ def test_batch_killed_midway_resumes(tmp_path: Path) -> None:
         workers: set[int] = set()
         while time.monotonic() < deadline and proc.poll() is None:
             workers |= {p for p in _children(proc.pid) if "resource_tracker" not in _cmdline(p)}
-            if out.exists() and any(out.glob("*.done.json")):
+            # Kill once one item is done and the next has written a checkpoint, so the rerun must
+            # both reuse a finished item and resume an interrupted one.
+            done = {p.name.removesuffix(".done.json") for p in out.glob("*.done.json")} if out.exists() else set()
+            if done and any(p.stem not in done and not p.name.startswith(".") for p in out.glob("*.ckpt")):
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the batch finished before it could be killed; make items longer"
@@ -217,6 +220,7 @@ def test_batch_killed_midway_resumes(tmp_path: Path) -> None:
     for mesh_file in out.glob("*.ply"):
         assert len(trimesh.load(mesh_file).faces) > 0
     ckpts = {p.stem for p in out.glob("*.ckpt")}
+    assert ckpts, "no checkpoint existed at the kill: the resume below would prove nothing"
 
     proc2 = _run_cli(args)
     assert proc2.returncode == 0, proc2.stderr
