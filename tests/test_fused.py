@@ -154,3 +154,26 @@ def test_make_sdf_step_falls_back_for_other_networks():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="step_impl"):
         make_sdf_step(Siren(SirenConfig(hidden_dim=8)), torch.zeros(4, 3), torch.zeros(4, 3), SamplingConfig(), LossWeights(), 0, "fast")
+
+
+def test_fit_uses_the_fused_step_by_default(monkeypatch) -> None:
+    # The default recipe's step is the fused one (the real function, counted), not autograd.
+    import numpy as np
+
+    import neural_sdf.fields.sdf as sdf_module
+    from neural_sdf.config import SirenConfig, TrainConfig
+    from neural_sdf.geometry import PointCloud
+    from neural_sdf.reconstruct import FitOptions, fit_sdf
+
+    calls = []
+    real = sdf_module.fused_sdf_loss_backward
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sdf_module, "fused_sdf_loss_backward", counted)
+    d = np.random.default_rng(0).normal(size=(500, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    fit_sdf(PointCloud(d, d), FitOptions(siren=SirenConfig(hidden_dim=16, num_hidden_layers=1), train=TrainConfig(steps=4)), progress=False)
+    assert len(calls) >= 4
