@@ -361,7 +361,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def load_renderable(path: Path, resolution: int = 192) -> list:
     """Load a mesh, point cloud or model file for display (a model is meshed at ``resolution``)."""
     from .io import MESH_EXTENSIONS, load_mesh, load_points
-    from .io.mesh import check_input_file
 
     ext = path.suffix.lower()
     if ext in (".nsdf",) or (path.exists() and not path.is_dir() and _is_model_file(path)):
@@ -376,12 +375,9 @@ def load_renderable(path: Path, resolution: int = 192) -> list:
     if ext in MESH_EXTENSIONS and ext != ".ply":
         return [load_mesh(path)]
     if ext == ".ply":
-        check_input_file(path, (".ply",), "mesh or point cloud")
-        from .io.mesh import _read_trimesh, mesh_from_object
+        from .io import load_ply
 
-        loaded = _read_trimesh(path)
-        if len(getattr(loaded, "faces", [])):
-            return [load_mesh(mesh_from_object(loaded, str(path)))]
+        return [load_ply(path)]
     return [load_points(path)]
 
 
@@ -497,8 +493,7 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
     from .fields.sdf import SDFModel
     from .fields.shape_space import SPACE_FORMAT, ShapeSpace, file_format
     from .interpolate import interpolate_meshes
-    from .io import save_mesh
-    from .io._atomic import atomic_write
+    from .io import atomic_write, save_mesh
 
     if args.frames < 2:
         raise InputError(f"--frames {args.frames}: need at least 2 frames (both endpoints)")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .config import ExtractConfig
-from .geometry import Mesh, Normalization
+from .geometry import Mesh, Normalization, is_closed
 from .sampling import Grid, iter_chunks, make_grid
 
 __all__ = [
@@ -302,19 +302,13 @@ def decimate_mesh(mesh: Mesh, target_faces: int) -> Mesh:
     small.remove_duplicated_vertices()
     small.remove_unreferenced_vertices()
     out = Mesh(np.asarray(small.vertices, dtype=np.float64), np.asarray(small.triangles, dtype=np.int64))
-    before = (_closed(mesh.faces), len(np.unique(connected_components(mesh))))
-    after = (_closed(out.faces), len(np.unique(connected_components(out))))
+    before = (is_closed(mesh.faces), len(np.unique(connected_components(mesh))))
+    after = (is_closed(out.faces), len(np.unique(connected_components(out))))
     if before[0] and not after[0] or after[1] > before[1]:
         log.warning("simplifying to %d faces left the mesh %s in %d pieces (was %s, %d)", len(out.faces),
                     "closed" if after[0] else "open", after[1], "closed" if before[0] else "open", before[1])
     log.info("simplified the mesh from %d to %d faces", len(mesh.faces), len(out.faces))
     return out
-
-
-def _closed(faces: np.ndarray) -> bool:
-    from .fields.far_field import _is_closed
-
-    return _is_closed(faces)
 
 
 def trim_mesh(mesh: Mesh, points: np.ndarray, factor: float = 3.0, min_distance: float = 0.0) -> Mesh:

@@ -19,7 +19,7 @@ from _shared import SHAPES_DIR
 
 import neural_sdf as ns
 from neural_sdf.extract import connected_components, decimate_mesh
-from neural_sdf.fields.far_field import _is_closed
+from neural_sdf.geometry import is_closed
 
 SHAPES = ("armadillo", "fandisk", "fertility", "rocker_arm", "scorpion", "spot")
 
@@ -28,7 +28,7 @@ def row(mesh: ns.Mesh, gt: ns.Mesh) -> dict:
     m = ns.evaluate_meshes(mesh, gt, seed=0)
     return {
         "faces": int(len(mesh.faces)), "chamfer": m.chamfer_l1_rel, "nc": m.normal_consistency, "f05": m.fscore["0.5%"],
-        "closed": _is_closed(mesh.faces), "pieces": int(len(np.unique(connected_components(mesh)))),
+        "closed": is_closed(mesh.faces), "pieces": int(len(np.unique(connected_components(mesh)))),
     }
 
 

@@ -35,7 +35,7 @@ import torch
 from _results import RESULTS_DIR, plot_curves, write_results
 
 import neural_sdf as ns
-from neural_sdf.apps._common import build_network, make_forward, resolve_precision
+from neural_sdf.apps import build_network, make_forward, resolve_precision
 from neural_sdf.apps.presets import image_preset
 from neural_sdf.fields.image import image_targets, make_image_step, pixel_coords
 from neural_sdf.io.image import as_image_array, resize_max_side

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from neural_sdf.apps._common import build_network, make_forward
+from neural_sdf.apps import build_network, make_forward
 from neural_sdf.apps.image import fit_image
 from neural_sdf.apps.presets import QUALITIES, image_preset
 from neural_sdf.cli import main

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from neural_sdf.apps._common import build_network
+from neural_sdf.apps import build_network
 from neural_sdf.apps.pde import check_pde_config, solve_pde
 from neural_sdf.apps.presets import QUALITIES, pde_preset
 from neural_sdf.cli import main

@@ -21,6 +21,9 @@ _EXPORTS = {
     "image_preset": "presets",
     "video_preset": "presets",
     "pde_preset": "presets",
+    "build_network": "_common",
+    "make_forward": "_common",
+    "resolve_precision": "_common",
 }
 
 __all__ = list(_EXPORTS)

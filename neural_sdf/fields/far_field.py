@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..geometry import Mesh
+from ..geometry import Mesh, is_closed
 
 __all__ = ["FarField", "build_far_field", "corrected_field", "FAR_FIELD_RESOLUTION", "FAR_FIELD_BAND", "FAR_FIELD_PAD"]
 
@@ -160,19 +160,6 @@ class FarField:
         return out.index_put((rows,), torch.sign(out[rows]) * best)
 
 
-def _is_closed(faces: np.ndarray) -> bool:
-    """Whether every directed edge has exactly one opposite twin (closed, consistently oriented).
-    (Open3D's ``is_watertight`` also runs a quadratic self-intersection test: minutes on 1M faces.)"""
-    f = np.asarray(faces, dtype=np.int64)
-    if len(f) == 0:
-        return False
-    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    n = int(f.max()) + 1
-    forward = np.sort(edges[:, 0] * n + edges[:, 1])
-    backward = np.sort(edges[:, 1] * n + edges[:, 0])
-    return bool(np.all(np.diff(forward) != 0) and np.array_equal(forward, backward))
-
-
 def build_far_field(
     mesh_normalized: Mesh,
     sign_from: Callable[[np.ndarray], np.ndarray],
@@ -248,7 +235,7 @@ def build_far_field(
 
     sign = np.ones(dist.shape)
     apart = dist > SIGN_CELLS * spacing
-    closed = _is_closed(mesh_normalized.faces)
+    closed = is_closed(mesh_normalized.faces)
     ask = ~apart if closed else np.ones(dist.shape, dtype=bool)
     if ask.any():
         sign[ask] = np.where(np.asarray(sign_from(nodes[ask.reshape(-1)].astype(np.float32))) < 0, -1.0, 1.0)

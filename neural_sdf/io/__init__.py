@@ -2,7 +2,7 @@
 
 from ._atomic import atomic_write, check_writable, partial_files, partial_files_in
 from .checkpoint import load_model_file, save_model_file
-from .mesh import MESH_EXTENSIONS, load_mesh, save_mesh
+from .mesh import MESH_EXTENSIONS, load_mesh, load_ply, save_mesh
 from .pointcloud import POINT_EXTENSIONS, load_points, load_query_points, save_points
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "partial_files",
     "partial_files_in",
     "load_mesh",
+    "load_ply",
     "save_mesh",
     "load_points",
     "load_query_points",

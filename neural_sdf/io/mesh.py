@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..geometry import Mesh
 from ._atomic import atomic_write
 
-__all__ = ["MESH_EXTENSIONS", "load_mesh", "save_mesh", "mesh_from_object"]
+__all__ = ["MESH_EXTENSIONS", "load_mesh", "load_ply", "save_mesh", "mesh_from_object"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,21 @@ def mesh_from_object(obj: Any, name: str = "mesh") -> Mesh:
     if vertices is None:
         raise TypeError(f"{name}: expected a path, Mesh, trimesh.Trimesh or open3d TriangleMesh, got {type(obj).__name__}")
     return Mesh(vertices.astype(np.float64), faces.astype(np.int64).reshape(-1, 3))
+
+
+def load_ply(path: PathLike) -> Any:
+    """A ``.ply`` file as what it holds: a ``Mesh`` when it has faces, else a ``PointCloud``.
+
+    Raises:
+        InputError: a missing, empty or malformed file (naming it).
+    """
+    from .pointcloud import load_points
+
+    p = check_input_file(path, (".ply",), "mesh or point cloud")
+    loaded = _read_trimesh(p)
+    if len(getattr(loaded, "faces", [])):
+        return load_mesh(mesh_from_object(loaded, str(p)))
+    return load_points(p)
 
 
 def load_mesh(source: MeshSource) -> Mesh:

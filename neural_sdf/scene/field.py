@@ -26,7 +26,7 @@ from ..config import SirenConfig, config_from_dict, config_to_dict
 from ..errors import InputError
 from ..fields.far_field import FarField
 from ..fields.sdf import SDFModel
-from ..geometry import Mesh, Normalization
+from ..geometry import Mesh, Normalization, is_closed
 from ..io.checkpoint import MODEL_FORMAT, load_model_file, save_model_file
 from ..nn import Siren
 from ..sampling import iter_chunks
@@ -197,10 +197,10 @@ class SceneModel:
         outside far from its data; when the scene's mesh is closed, the signs come from one grid
         over the whole scene, signed by connectivity to its border (``build_far_field``).
         """
-        from ..fields.far_field import _is_closed, build_far_field
+        from ..fields.far_field import build_far_field
 
         sign_from = None
-        if _is_closed(mesh.faces):
+        if is_closed(mesh.faces):
             box = self.normalization.to_normalized(np.asarray(self.data_bounds, dtype=np.float64).reshape(2, 3))
             pad = 0.2 * float((box[1] - box[0]).max())
             scene_norm = Mesh(self.normalization.to_normalized(mesh.vertices), mesh.faces)
