@@ -255,6 +255,29 @@ def table_decimation(results: Path) -> list[str]:
     return [_stamp(d, "python " + d.get("command", "scripts/benchmark_decimation.py")), ""] + _table(header, rows)
 
 
+def table_scene(results: Path) -> list[str]:
+    """``benchmark_scene.py``: the synthetic table-top scene at several sizes, against Poisson."""
+    d = _load(results, "scene")
+    rows = []
+    for e in d["scenes"]:
+        o = e["ours"]
+        objs = o.get("objects", [])
+        f05 = min((r["f05"] for r in objs), default=None)
+        nc = min((r["nc"] for r in objs), default=None)
+        p10, p11 = e.get("poisson10", {}), e.get("poisson11", {})
+        rows.append([
+            e["objects"], f"{e['points']:,}", o["exit"], f"{o['seconds']:.0f}", f"{o['seconds'] / max(e['objects'], 1):.0f}",
+            f"{o['peak_rss_mb']:.0f}", _f(f05, 4), _f(nc, 4), _f(o.get("ground"), 4), o.get("pieces", "-"), o.get("faces", "-"),
+            f"{p10.get('seconds', float('nan')):.0f}", f"{p11.get('seconds', float('nan')):.0f}",
+            f"{o['seconds'] / p11['seconds']:.1f}" if p11.get("seconds") else "-",
+        ])
+    header = ["objects", "points", "exit", "seconds", "seconds per object", "peak MB", "worst object F@0.5%",
+              "worst object NC", "ground covered", "pieces", "faces", "Poisson d10 s", "Poisson d11 s", "ours / d11"]
+    st = d.get("settings", {})
+    command = "python scripts/benchmark_scene.py --objects " + " ".join(str(n) for n in st.get("objects", [])) + f" --jobs {st.get('jobs', 2)}"
+    return [_stamp(d, command), ""] + _table(header, rows)
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "distance": table_distance,
     "cleanup": table_cleanup,
@@ -264,6 +287,7 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "morph": table_morph,
     "real_scenes": table_real_scenes,
     "decimation": table_decimation,
+    "scene": table_scene,
 }
 
 
