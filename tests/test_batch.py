@@ -186,9 +186,11 @@ def test_batch_rerun_skips_finished_items(data: Path, process_run: tuple[subproc
 def test_batch_killed_midway_resumes(tmp_path: Path) -> None:
     _make_inputs(tmp_path / "in", corrupt=False, extra_sphere=True)
     out = tmp_path / "out"
-    # 120 steps (about 2 s per item on an idle core): the kill, within 0.05 s of the first
-    # finished item, lands mid-batch.
-    args = [str(tmp_path / "in"), "-o", str(out), "--jobs", "1"] + TINY_FLAGS + ["--steps", "120", "--checkpoint-every", "20"]
+    # 600 steps, a checkpoint every 20: the kill comes at an unfinished item's first checkpoint,
+    # and the rest of its fit (580 steps) outlasts the half second in which an orphaned worker
+    # notices the driver is gone (with 120 steps a fast machine finished it first, removing the
+    # checkpoint).
+    args = [str(tmp_path / "in"), "-o", str(out), "--jobs", "1"] + TINY_FLAGS + ["--steps", "600", "--checkpoint-every", "20"]
     proc = subprocess.Popen(CLI + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
