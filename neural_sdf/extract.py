@@ -144,6 +144,11 @@ def connected_components(mesh: Mesh) -> np.ndarray:
     return vlabel[f[:, 0]]
 
 
+def piece_areas(mesh: Mesh) -> np.ndarray:
+    """Area of each connected piece (``connected_components``): ``(K,)``, in squared input units."""
+    return np.bincount(connected_components(mesh), weights=mesh.face_areas())
+
+
 def _submesh(mesh: Mesh, face_mask: np.ndarray) -> Mesh:
     faces = mesh.faces[face_mask]
     used = np.unique(faces)
@@ -291,12 +296,10 @@ def decimate_mesh(mesh: Mesh, target_faces: int) -> Mesh:
     so when a closed mesh came out open or in more pieces. A mesh already that small is returned
     as it is.
     """
-    import open3d as o3d
 
     if target_faces <= 0 or len(mesh.faces) <= target_faces:
         return mesh
-    legacy = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(mesh.vertices), o3d.utility.Vector3iVector(mesh.faces.astype(np.int32)))
-    small = legacy.simplify_quadric_decimation(target_number_of_triangles=int(target_faces))
+    small = mesh.to_open3d().simplify_quadric_decimation(target_number_of_triangles=int(target_faces))
     small.remove_degenerate_triangles()
     small.remove_duplicated_triangles()
     small.remove_duplicated_vertices()

@@ -141,6 +141,27 @@ class Mesh:
 
         return trimesh.Trimesh(self.vertices.copy(), self.faces.copy(), process=False)
 
+    def to_open3d(self, offset: Optional[ArrayLike] = None):  # -> open3d.geometry.TriangleMesh
+        """Return an Open3D ``TriangleMesh`` of this mesh, its vertices minus ``offset`` if given."""
+        import open3d as o3d
+
+        v = self.vertices if offset is None else self.vertices - np.asarray(offset, dtype=np.float64)
+        return o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(self.faces.astype(np.int32)))
+
+    def raycasting_scene(self, offset: Optional[ArrayLike] = None):  # -> open3d.t.geometry.RaycastingScene
+        """Open3D's ``RaycastingScene`` of this mesh: exact point-to-triangle distances and closest
+        points (float32; pass an ``offset`` near the data to keep geo-referenced coordinates exact)."""
+        import open3d as o3d
+
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(self.to_open3d(offset)))
+        return scene
+
+    def face_areas(self) -> FloatArray:
+        """Area of each face: ``(F,)``, in squared input units."""
+        tri = self.vertices[self.faces]
+        return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+
     def sample(self, num_points: int, seed: int = 0) -> PointCloud:
         """Area-weighted surface samples with face normals; see ``sample_mesh_surface``."""
         return sample_mesh_surface(self, num_points, seed=seed)

@@ -261,12 +261,10 @@ shared-shape pairs, ``scripts/benchmark_distance.py``'s models); no input point 
 
 def drop_specks(mesh: Mesh, share: float) -> Mesh:
     """``mesh`` without its connected pieces smaller than ``share`` of its total area."""
-    from .extract import connected_components
+    from .extract import connected_components, piece_areas
 
-    v = mesh.vertices[mesh.faces]
-    face_area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
     labels = connected_components(mesh)
-    areas = np.bincount(labels, weights=face_area)
+    areas = piece_areas(mesh)
     small = areas < share * areas.sum()
     if not small.any():
         return mesh

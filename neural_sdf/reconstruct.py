@@ -243,26 +243,19 @@ def input_coverage(mesh: Mesh, points: np.ndarray, max_points: int = 20_000, see
     Returns:
         ``(share, tolerance)``: share in ``[0, 1]``, tolerance in world units.
     """
-    import open3d as o3d
     import open3d.core as o3c
-    from scipy.spatial import cKDTree
 
     pts = np.asarray(points, dtype=np.float64)
     if mesh.is_empty or len(pts) == 0:
         return 0.0, 0.0
     rng = np.random.default_rng(seed)
     sample = pts[rng.choice(len(pts), size=min(max_points, len(pts)), replace=False)]
-    spacing = float(np.median(cKDTree(pts).query(sample[:2000], k=2)[0][:, 1]))
+    spacing = point_spacing(pts, max_points=2000, seed=seed)
     diag = float(np.linalg.norm(np.ptp(pts, axis=0)))
     tolerance = max(0.01 * diag, 4.0 * spacing)
     # Distances in a frame centred on the data: float32 keeps geo-referenced coordinates to 1e-3.
     center = pts.mean(axis=0)
-    legacy = o3d.geometry.TriangleMesh(
-        o3d.utility.Vector3dVector(mesh.vertices - center), o3d.utility.Vector3iVector(mesh.faces.astype(np.int32))
-    )
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(legacy))
-    dist = scene.compute_distance(o3c.Tensor((sample - center).astype(np.float32))).numpy()
+    dist = mesh.raycasting_scene(offset=center).compute_distance(o3c.Tensor((sample - center).astype(np.float32))).numpy()
     return float(np.mean(dist <= tolerance)), tolerance
 
 

@@ -72,7 +72,7 @@ def _to_o3d(item: Any, normals_colour: bool) -> Any:
     import open3d as o3d
 
     if isinstance(item, Mesh):
-        m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(item.vertices), o3d.utility.Vector3iVector(item.faces.astype(np.int32)))
+        m = item.to_open3d()
         m.compute_vertex_normals()
         if not normals_colour:
             m.paint_uniform_color([0.72, 0.74, 0.80])

@@ -38,7 +38,7 @@ from _results import RESULTS_DIR, write_results
 from _shared import SHAPES_DIR
 
 import neural_sdf as ns
-from neural_sdf.extract import connected_components, extract_mesh
+from neural_sdf.extract import extract_mesh, piece_areas
 from neural_sdf.nn import gradient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,12 +48,9 @@ log = logging.getLogger("benchmark_distance")
 
 def true_sdf(gt: ns.Mesh, points: np.ndarray) -> np.ndarray:
     """Exact signed distance to ``gt`` (negative inside; sign by ray voting)."""
-    import open3d as o3d
     import open3d.core as o3c
 
-    legacy = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(gt.vertices), o3d.utility.Vector3iVector(gt.faces.astype(np.int32)))
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(legacy))
+    scene = gt.raycasting_scene()
     q = o3c.Tensor(points.astype(np.float32))
     unsigned = scene.compute_distance(q).numpy().astype(np.float64)
     # Majority of 5 ray directions: robust to the few folded faces of some meshes.
@@ -144,9 +141,7 @@ def run_shape(name: str, args: argparse.Namespace) -> dict:
 
 def piece_shares(mesh: ns.Mesh) -> list[float]:
     """Each connected piece's share of the mesh's area, largest first."""
-    v = mesh.vertices[mesh.faces]
-    face_area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
-    areas = np.bincount(connected_components(mesh), weights=face_area)
+    areas = piece_areas(mesh)
     return sorted((areas / areas.sum()).tolist(), reverse=True)
 
 

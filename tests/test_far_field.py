@@ -13,7 +13,7 @@ import torch
 
 from neural_sdf.cli import main
 from neural_sdf.config import ExtractConfig, SirenConfig, TrainConfig
-from neural_sdf.extract import connected_components
+from neural_sdf.extract import piece_areas
 from neural_sdf.fields.far_field import FarField, build_far_field, corrected_field
 from neural_sdf.geometry import Mesh, PointCloud
 from neural_sdf.interpolate import interpolate_meshes
@@ -154,12 +154,6 @@ def _torus_cloud(n: int = 6000) -> PointCloud:
     return Mesh(np.asarray(tm.vertices), np.asarray(tm.faces)).sample(n, seed=0)
 
 
-def _piece_areas(mesh: Mesh) -> np.ndarray:
-    v = mesh.vertices[mesh.faces]
-    face_area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
-    return np.bincount(connected_components(mesh), weights=face_area)
-
-
 def test_blending_two_fitted_shapes_does_not_fragment() -> None:
     # A box and a torus fitted briefly (their networks are distances only near the surface): the
     # in-between frames of their blend must not break into floating pieces. Measured with the
@@ -172,8 +166,8 @@ def test_blending_two_fitted_shapes_does_not_fragment() -> None:
     a = reconstruct(box_cloud, options, cfg, progress=False).model
     b = reconstruct(_torus_cloud(), options, cfg, progress=False).model
     frames = interpolate_meshes(a, b, 5, cfg, progress=False)
-    ends = max(len(_piece_areas(frames[0].mesh)), len(_piece_areas(frames[-1].mesh)))
+    ends = max(len(piece_areas(frames[0].mesh)), len(piece_areas(frames[-1].mesh)))
     for frame in frames[1:-1]:
-        areas = _piece_areas(frame.mesh)
+        areas = piece_areas(frame.mesh)
         assert len(areas) <= ends + 2, (frame.t, len(areas))
         assert areas.min() >= 1e-3 * areas.sum(), (frame.t, areas.min() / areas.sum())

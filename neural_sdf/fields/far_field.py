@@ -23,9 +23,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..geometry import Mesh, is_closed
+from ..geometry import Mesh, Normalization, is_closed
 
-__all__ = ["FarField", "build_far_field", "corrected_field", "FAR_FIELD_RESOLUTION", "FAR_FIELD_BAND", "FAR_FIELD_PAD"]
+__all__ = ["FarField", "build_far_field", "corrected_field", "padded_box", "FAR_FIELD_RESOLUTION", "FAR_FIELD_BAND", "FAR_FIELD_PAD"]
 
 FAR_FIELD_RESOLUTION = 64
 """Grid points per side of the box: cells of about 4% of the normalized cube. Measured on
@@ -160,6 +160,14 @@ class FarField:
         return out.index_put((rows,), torch.sign(out[rows]) * best)
 
 
+def padded_box(normalization: "Normalization", data_bounds: np.ndarray) -> np.ndarray:
+    """The normalized ``(2, 3)`` box a far field covers: the data's box grown by ``FAR_FIELD_PAD``
+    of its longest side on every side."""
+    box = normalization.to_normalized(np.asarray(data_bounds, dtype=np.float64).reshape(2, 3))
+    pad = FAR_FIELD_PAD * float((box[1] - box[0]).max())
+    return np.stack([box[0] - pad, box[1] + pad])
+
+
 def build_far_field(
     mesh_normalized: Mesh,
     sign_from: Callable[[np.ndarray], np.ndarray],
@@ -187,7 +195,6 @@ def build_far_field(
     Returns:
         The ``FarField``.
     """
-    import open3d as o3d
     import open3d.core as o3c
     from scipy import ndimage
 
@@ -207,11 +214,7 @@ def build_far_field(
     seeded = np.zeros(shape, dtype=bool)
     seeded[cells[:, 0], cells[:, 1], cells[:, 2]] = True
     band = ndimage.distance_transform_edt(~seeded) <= EXACT_CELLS
-    legacy = o3d.geometry.TriangleMesh(
-        o3d.utility.Vector3dVector(mesh_normalized.vertices), o3d.utility.Vector3iVector(mesh_normalized.faces.astype(np.int32))
-    )
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(legacy))
+    scene = mesh_normalized.raycasting_scene()
     closest = np.zeros((*shape, 3))
     closest[band] = scene.compute_closest_points(o3c.Tensor(nodes[band.reshape(-1)].astype(np.float32)))["points"].numpy()
     # Every other node: the closest surface point of its nearest band node (an upper bound on its

@@ -20,7 +20,7 @@ from ..nn import Siren, divergence, gradient
 from ..nn.fused import DEFAULT_ROW_CHUNK, fused_sdf_loss_backward, supports_fused
 from ..sampling import SDFBatch, SignGrid, iter_chunks, sample_sdf_batch, step_generator
 from ..train import StepFn
-from .far_field import FAR_FIELD_PAD, FarField, build_far_field, corrected_field
+from .far_field import FarField, build_far_field, corrected_field, padded_box
 
 __all__ = [
     "SDFModel",
@@ -80,9 +80,7 @@ class SDFModel:
 
         t0 = time.perf_counter()
         pts = self.normalization.to_normalized(mesh.vertices)
-        box = self.normalization.to_normalized(np.asarray(self.data_bounds, dtype=np.float64).reshape(2, 3))
-        pad = FAR_FIELD_PAD * float((box[1] - box[0]).max())
-        box = np.stack([box[0] - pad, box[1] + pad])
+        box = padded_box(self.normalization, self.data_bounds)
 
         def network_sign(x: np.ndarray) -> np.ndarray:
             param = next(self.network.parameters())

@@ -197,18 +197,16 @@ class SceneModel:
         outside far from its data; when the scene's mesh is closed, the signs come from one grid
         over the whole scene, signed by connectivity to its border (``build_far_field``).
         """
-        from ..fields.far_field import build_far_field
+        from ..fields.far_field import build_far_field, padded_box
 
         sign_from = None
         if is_closed(mesh.faces):
-            box = self.normalization.to_normalized(np.asarray(self.data_bounds, dtype=np.float64).reshape(2, 3))
-            pad = 0.2 * float((box[1] - box[0]).max())
             scene_norm = Mesh(self.normalization.to_normalized(mesh.vertices), mesh.faces)
 
             def scene_sign(x: np.ndarray) -> np.ndarray:
                 return self.network.world_sdf(self.normalization.to_world(x))
 
-            overall = build_far_field(scene_norm, scene_sign, np.stack([box[0] - pad, box[1] + pad]))
+            overall = build_far_field(scene_norm, scene_sign, padded_box(self.normalization, self.data_bounds))
 
             def sign_from(world: np.ndarray) -> np.ndarray:
                 x = torch.as_tensor(self.normalization.to_normalized(world), dtype=torch.float32)
