@@ -496,13 +496,13 @@ def _load_one(source: object, mode: str, num_mesh_samples: int, seed: int, colum
             )
             raw = raw.with_normals(None)
     elif raw.normals is None and mode == "given":
-        raise InputError(f"{name}: --normals given, but the input has no normals (use auto or estimate)")
+        raise InputError(f"{name}: `normals='given'`, but the input has no normals (use auto or estimate)")
     return clean_points(raw, name)
 
 
 def _merge(clouds: list[PointCloud], name: str) -> PointCloud:
     """Concatenate clouds in one frame: normals when all have them, the attributes all of them have
-    (same trailing shape), and the viewpoint only when every input has the same one."""
+    (same trailing shape), and the viewpoint (and up) only when every input has the same one."""
     if len(clouds) == 1:
         return clouds[0]
     normals = np.concatenate([c.normals for c in clouds]) if all(c.normals is not None for c in clouds) else None
@@ -515,7 +515,9 @@ def _merge(clouds: list[PointCloud], name: str) -> PointCloud:
     viewpoint = views[0] if all(v is not None and np.array_equal(v, views[0]) for v in views) else None
     if viewpoint is None and any(v is not None for v in views):
         log.info("%s: the inputs do not share one sensor position; merged without a viewpoint", name)
-    return PointCloud(np.concatenate([c.points for c in clouds]), normals, attributes, viewpoint)
+    ups = [c.up for c in clouds]
+    up = ups[0] if all(u is not None and np.array_equal(u, ups[0]) for u in ups) else None
+    return PointCloud(np.concatenate([c.points for c in clouds]), normals, attributes, viewpoint, up)
 
 
 def prepare_cloud(
@@ -602,7 +604,12 @@ def prepare_cloud(
                 )
                 cloud = cloud.with_normals(orient_towards(cloud.points, est, cloud.viewpoint))
             else:
-                cloud = cloud.with_normals(orient_normals(cloud.points, est, config.orient_neighbors, config.orient_points, seed=seed))
+                if cloud.up is not None:
+                    log.info(
+                        "%s: orienting the estimated normals upwards (%s), as the format's vertical and an airborne or mobile scanner give it",
+                        name, ", ".join(f"{c:.3g}" for c in cloud.up),
+                    )
+                cloud = cloud.with_normals(orient_normals(cloud.points, est, config.orient_neighbors, config.orient_points, seed=seed, up=cloud.up))
             normals_from = "estimated"
         bar.update(1)
         log.info("normals: %s in %.1f s", normals_from, time.perf_counter() - t0)

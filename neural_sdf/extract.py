@@ -31,6 +31,8 @@ __all__ = [
     "sparse_stride",
     "SparseExtraction",
     "BORDER_VALUE",
+    "decimate_mesh",
+    "piece_areas",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ def extraction_grid(data_bounds_normalized: np.ndarray, config: ExtractConfig, s
             from .errors import InputError
 
             raise InputError(
-                f"--voxel-size {config.voxel_size:g}: {resolution:,} grid points along the longest side "
+                f"`voxel_size={config.voxel_size:g}`: {resolution:,} grid points along the longest side "
                 f"(extent {float((hi - lo).max()) / scale:.4g}); at most {MAX_RESOLUTION} fit, use a voxel of at least "
                 f"{float((hi - lo).max()) / scale / (MAX_RESOLUTION - 1):.3g}"
             )
@@ -271,12 +273,14 @@ def extract_mesh(
         return mesh
     mesh = Mesh(normalization.to_world(mesh.vertices), mesh.faces)
     cell_world = grid.spacing / normalization.scale
+    # Trim before judging pieces: an open scan's true surface is often joined to sheets no sensor
+    # saw (the far side of its field), and as one piece it would have too few supported vertices.
+    if support_points is not None and config.trim == "on":
+        mesh = trim_mesh(mesh, support_points, config.trim_factor, 2.0 * cell_world)
     if support_points is not None and not config.keep_all_components:
         # "Near" scales with the grid and with the cloud's density: at a fine grid a sparse cloud's
         # points lie several cells apart, and a cells-only rule would call its true surface stray.
         mesh = remove_stray_components(mesh, support_points, config.keep_distance * cell_world, config.keep_fraction, config.keep_distance)
-    if support_points is not None and config.trim == "on":
-        mesh = trim_mesh(mesh, support_points, config.trim_factor, 2.0 * cell_world)
     return mesh
 
 

@@ -58,12 +58,16 @@ class PointCloud:
             file's own field names. Empty when the source has none.
         viewpoint: ``(3,)`` float64 position of the sensor that saw the points, in the cloud's
             coordinates (world units), or ``None`` when the source does not say.
+        up: ``(3,)`` float64 unit vector of the vertical when the format defines one and no sensor
+            position (LAS/LAZ: +z is elevation, and airborne or mobile scanners see the ground
+            from above), or ``None``.
     """
 
     points: FloatArray
     normals: Optional[FloatArray] = None
     attributes: dict[str, np.ndarray] = field(default_factory=dict)
     viewpoint: Optional[FloatArray] = None
+    up: Optional[FloatArray] = None
 
     def __post_init__(self) -> None:
         self.points = _as_points("points", self.points)
@@ -85,6 +89,11 @@ class PointCloud:
             if viewpoint.shape != (3,) or not np.all(np.isfinite(viewpoint)):
                 raise ValueError(f"viewpoint must be 3 finite numbers, got {np.asarray(self.viewpoint).shape}")
             self.viewpoint = viewpoint
+        if self.up is not None:
+            up = np.asarray(self.up, dtype=np.float64).reshape(-1)
+            if up.shape != (3,) or not np.all(np.isfinite(up)) or np.linalg.norm(up) == 0:
+                raise ValueError(f"up must be 3 finite numbers, not all zero, got {np.asarray(self.up).shape}")
+            self.up = up / np.linalg.norm(up)
 
     def __len__(self) -> int:
         return len(self.points)
@@ -95,14 +104,14 @@ class PointCloud:
         return self.normals is not None
 
     def subset(self, mask_or_index: np.ndarray) -> "PointCloud":
-        """Return the points (normals, attributes) selected by a boolean mask or index array; same viewpoint."""
+        """Return the points (normals, attributes) selected by a boolean mask or index array; same viewpoint and up."""
         normals = None if self.normals is None else self.normals[mask_or_index]
         attributes = {name: value[mask_or_index] for name, value in self.attributes.items()}
-        return PointCloud(self.points[mask_or_index], normals, attributes, self.viewpoint)
+        return PointCloud(self.points[mask_or_index], normals, attributes, self.viewpoint, self.up)
 
     def with_normals(self, normals: Optional[FloatArray]) -> "PointCloud":
-        """Return the same points, attributes and viewpoint with other normals (or none)."""
-        return PointCloud(self.points, normals, self.attributes, self.viewpoint)
+        """Return the same points, attributes, viewpoint and up with other normals (or none)."""
+        return PointCloud(self.points, normals, self.attributes, self.viewpoint, self.up)
 
 
 @dataclass

@@ -15,7 +15,7 @@ its convex hull point out of the hull.
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -194,8 +194,9 @@ def orient_normals(
     max_points: int = 20_000,
     tangent_weight: float = 1.0,
     seed: int = 0,
+    up: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """Orient normals consistently and outward.
+    """Orient normals consistently and outward (or upward, when ``up`` is given).
 
     Args:
         points: ``(N, 3)`` points, world units.
@@ -205,6 +206,10 @@ def orient_normals(
             points take the sign of the most parallel nearby subset normal.
         tangent_weight: weight of the off-tangent-plane penalty of a graph edge (see ``_mst_orient``).
         seed: seed of the subset.
+        up: ``(3,)`` vertical of an open scan seen from above (``PointCloud.up``): each piece is
+            turned so that most of its normals point along it, instead of out of its hull (the
+            hull of a flat terrain has as many points on its bottom as on its top, so the hull
+            vote is a coin toss there).
 
     Returns:
         ``(N, 3)`` unit normals, each equal to ``+-`` its input, consistent across the surface and
@@ -218,7 +223,11 @@ def orient_normals(
     sub_normals, labels = _mst_orient(sub_pts, normals[sub_idx], num_neighbors, tangent_weight)
     for c in range(int(labels.max()) + 1):
         members = labels == c
-        if members.sum() >= 8 and outward_fraction(sub_pts[members], sub_normals[members], seed=seed) < 0.5:
+        if up is not None:
+            flip = float(np.sum(sub_normals[members] @ np.asarray(up, dtype=np.float64))) < 0
+        else:
+            flip = members.sum() >= 8 and outward_fraction(sub_pts[members], sub_normals[members], seed=seed) < 0.5
+        if flip:
             sub_normals[members] = -sub_normals[members]
     return _spread_signs(points, normals, sub_idx, sub_normals)
 
@@ -534,19 +543,19 @@ def fix_given_normals(cloud: PointCloud, name: str, viewpoint: np.ndarray | None
         log.warning(
             "%s: %.0f%% of the given normals point against most of their neighbours, so they are not oriented; "
             "chose their signs by propagation along the surface (%d flipped, directions kept); "
-            "--normals given keeps them as they are, --normals estimate re-estimates them",
+            "`normals='given'` keeps them as they are, `normals='estimate'` re-estimates them",
             name, 100 * repair.inconsistent / len(cloud), int(local.sum()),
         )
     elif local.any():
         log.warning(
             "%s: %d of %d given normals (%.2f%%) pointed against their neighbours; flipped those (at %s); "
-            "--normals given keeps them as they are",
+            "`normals='given'` keeps them as they are",
             name, int(local.sum()), len(cloud), 100 * local.mean(), describe_box(cloud.points[local]),
         )
     if repair.flipped_all:
         log.warning(
             "%s: the given normals point inward (%.0f%% outward on the convex hull); flipped them all; "
-            "--normals given keeps them as they are", name, 100 * repair.outward_fraction,
+            "`normals='given'` keeps them as they are", name, 100 * repair.outward_fraction,
         )
     if not repair.changed.any():
         return cloud, repair

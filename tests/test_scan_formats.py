@@ -62,6 +62,7 @@ def test_las_laz_keep_float64_coordinates_and_attributes(tmp_path: Path, ext: st
     assert cloud.points.dtype == np.float64 and len(cloud) == n
     np.testing.assert_allclose(cloud.points, xyz, atol=MM / 10, rtol=0)
     assert cloud.normals is None and cloud.viewpoint is None
+    np.testing.assert_array_equal(cloud.up, [0.0, 0.0, 1.0])  # LAS z is elevation
     np.testing.assert_array_equal(cloud.attributes["intensity"], intensity)
     np.testing.assert_array_equal(cloud.attributes["classification"], classification)
     np.testing.assert_array_equal(cloud.attributes["return_number"], returns)

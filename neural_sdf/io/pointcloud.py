@@ -474,6 +474,8 @@ def _first_line(exc: BaseException) -> str:
 def _read_las(path: Path) -> PointCloud:
     """Read ``.las``/``.laz`` with laspy: scaled float64 coordinates (``las.x``: offset + scale * int).
 
+    LAS gives no sensor position, but its z is elevation: the cloud's ``up`` is +z.
+
     Kept as attributes where the point format has them: intensity, classification,
     return_number, rgb ``(N, 3)`` uint16, and the file's extra-bytes dimensions by name.
     """
@@ -499,7 +501,7 @@ def _read_las(path: Path) -> PointCloud:
         attributes["rgb"] = np.column_stack([np.asarray(las[c]) for c in ("red", "green", "blue")])
     for key in las.point_format.extra_dimension_names:
         attributes.setdefault(key, np.asarray(las[key]))
-    return PointCloud(points, None, attributes)
+    return PointCloud(points, None, attributes, up=np.array([0.0, 0.0, 1.0]))
 
 
 def _read_e57(path: Path) -> PointCloud:
