@@ -32,6 +32,8 @@ _EXPORTS = {
     "load_mesh": "io",
     "save_mesh": "io",
     "save_points": "io",
+    "file_kind": "io",
+    "save_animation": "io",
     # network
     "Siren": "nn",
     # SDF
@@ -50,6 +52,9 @@ _EXPORTS = {
     "evaluate_meshes": "metrics",
     "MeshMetrics": "metrics",
     "render_views": "render",
+    "render_views_guarded": "render",
+    "render_sequence": "render",
+    "RenderTimeout": "render",
     # images, video, PDEs
     "ImageConfig": "config",
     "VideoConfig": "config",

@@ -394,21 +394,21 @@ def clean_cloud(cloud: PointCloud, config: ScanConfig = ScanConfig(), name: str 
             report.num_far = int((~keep).sum())
             log.warning(
                 "%s: dropped %d points absurdly far from the rest (over %gx the 99th-percentile distance; at %s); "
-                "--no-cleanup keeps them", name, report.num_far, config.far_factor, describe_box(cloud.points[~keep]),
+                "`cleanup=False` keeps them", name, report.num_far, config.far_factor, describe_box(cloud.points[~keep]),
             )
             cloud = cloud.subset(keep)
     if config.cleanup and config.dedupe:
         keep = remove_duplicates(cloud.points)
         if not keep.all():
             report.num_duplicates = int((~keep).sum())
-            log.warning("%s: dropped %d exact repeats of other points; --no-dedupe keeps them", name, report.num_duplicates)
+            log.warning("%s: dropped %d exact repeats of other points; `dedupe=False` keeps them", name, report.num_duplicates)
             cloud = cloud.subset(keep)
     if len(cloud) > config.max_points:
         idx, edge = voxel_downsample(cloud.points, config.max_points, seed=seed)
         report.num_downsampled = len(cloud) - len(idx)
         report.voxel_size = edge
         log.warning(
-            "%s: downsampled %d -> %d points (one input point kept per %.3g voxel); --max-points sets the limit",
+            "%s: downsampled %d -> %d points (one input point kept per %.3g voxel); `max_points` sets the limit",
             name, len(cloud), len(idx), edge,
         )
         cloud = cloud.subset(idx)
@@ -420,7 +420,7 @@ def clean_cloud(cloud: PointCloud, config: ScanConfig = ScanConfig(), name: str 
             report.outliers_kept = int(drop.sum())
             log.warning(
                 "%s: %d points (%.1f%%) look like outliers (%d off the surface, %d isolated), more than the %.0f%% "
-                "that --max-outlier-share allows: kept them all; check the scan, or raise --max-outlier-share",
+                "that `max_outlier_share` allows: kept them all; check the scan, or raise `max_outlier_share`",
                 name, report.outliers_kept, 100 * share, int(test.off_surface.sum()), int((test.isolated & ~test.off_surface).sum()),
                 100 * config.max_outlier_share,
             )
@@ -428,7 +428,7 @@ def clean_cloud(cloud: PointCloud, config: ScanConfig = ScanConfig(), name: str 
             report.num_outliers = int(drop.sum())
             log.warning(
                 "%s: dropped %d outliers (%.2f%%): %d off the surface their neighbours define, %d isolated (no 4 "
-                "neighbours within %.3g, twice the sparsest surface's spacing); --no-denoise keeps them",
+                "neighbours within %.3g, twice the sparsest surface's spacing); `denoise=False` keeps them",
                 name, report.num_outliers, 100 * share, int(test.off_surface.sum()), int((test.isolated & ~test.off_surface).sum()),
                 test.spacing_limit,
             )

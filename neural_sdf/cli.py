@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, get_type_hints
@@ -28,6 +29,68 @@ from .errors import InputError
 log = logging.getLogger("neural_sdf")
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# ----------------------------------------------------------------------------- library words to flags
+PARAMETER_FLAGS = {"ray_address": "--ray"}
+"""Library parameters whose flag is not ``--`` plus the name with dashes (``weights.x`` is ``--weight-x``)."""
+
+_PARAMETER = re.compile(r"`([A-Za-z_][\w.]*)(?:=([^`]*))?`")
+
+
+def flag_of(name: str) -> str:
+    """The flag of a library parameter: ``max_points`` -> ``--max-points``, ``weights.normal`` -> ``--weight-normal``."""
+    if name in PARAMETER_FLAGS:
+        return PARAMETER_FLAGS[name]
+    section, _, field = name.rpartition(".")
+    return "--" + ("weight-" if section == "weights" else "") + field.replace("_", "-")
+
+
+def flag_text(text: str, flags: Optional[set] = None) -> str:
+    """Say a library message in the command's words.
+
+    The library names parameters in backquotes (``\`max_points\```, ``\`normals='given'\```,
+    ``\`cleanup=False\```); here they become ``--max-points``, ``--normals given`` and
+    ``--no-cleanup``. Names that are no flag of ``flags`` (all flags when None) stay as they are.
+    """
+
+    def say(match: "re.Match[str]") -> str:
+        name, value = match.group(1), match.group(2)
+        flag = flag_of(name)
+        if flags is not None and flag not in flags:
+            return match.group(0)
+        if value is None or value == "True":
+            return flag
+        if value == "False":
+            return "--no-" + flag[2:]
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" and " " not in value:
+            value = value[1:-1]
+        return f"{flag} {value}"
+
+    return _PARAMETER.sub(say, text)
+
+
+def _parser_flags(parser: argparse.ArgumentParser) -> set:
+    """Every option string of ``parser`` and its subcommands."""
+    found = set()
+    for action in parser._actions:
+        found.update(s for s in action.option_strings if s.startswith("--"))
+        choices = getattr(action, "choices", None)
+        for sub in choices.values() if isinstance(choices, dict) else ():
+            if isinstance(sub, argparse.ArgumentParser):
+                found |= _parser_flags(sub)
+    return found
+
+
+class _FlagFormatter(logging.Formatter):
+    """Log lines of the library in the command's words (``flag_text``); the records stay as they are."""
+
+    def __init__(self, fmt: str, flags: set) -> None:
+        super().__init__(fmt)
+        self.flags = flags
+
+    def format(self, record: logging.LogRecord) -> str:
+        return flag_text(super().format(record), self.flags)
 
 
 # ----------------------------------------------------------------------------- config adapter
@@ -52,7 +115,7 @@ def _add_config_args(
             continue
         flag = "--" + (prefix + "-" if prefix else "") + f.name.replace("_", "-")
         dest = f"{cls.__name__}.{f.name}"
-        help_text = f.metadata.get("help", "")
+        help_text = flag_text(f.metadata.get("help", ""))
         shown = getattr(defaults, f.name) if defaults is not None else f.default
         hint = hints[f.name]
         if hint is bool:
@@ -360,10 +423,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def load_renderable(path: Path, resolution: int = 192) -> list:
     """Load a mesh, point cloud or model file for display (a model is meshed at ``resolution``)."""
-    from .io import MESH_EXTENSIONS, load_mesh, load_points
+    from .io import file_kind, load_mesh, load_points
 
-    ext = path.suffix.lower()
-    if ext in (".nsdf",) or (path.exists() and not path.is_dir() and _is_model_file(path)):
+    kind = file_kind(path)
+    if kind == "model":
         from .reconstruct import extract_mesh
         from .scene import load_model
 
@@ -372,28 +435,17 @@ def load_renderable(path: Path, resolution: int = 192) -> list:
         if mesh.is_empty:
             raise InputError(f"{path}: the SDF has no zero crossing; nothing to show")
         return [mesh]
-    if ext in MESH_EXTENSIONS and ext != ".ply":
+    if kind == "mesh":
         return [load_mesh(path)]
-    if ext == ".ply":
-        from .io import load_ply
-
-        return [load_ply(path)]
     return [load_points(path)]
 
 
-def _is_model_file(path: Path) -> bool:
-    from .io.checkpoint import read_format_tag
-
-    return (read_format_tag(path) or "").startswith("neural_sdf.model")
-
-
 def _cmd_render(args: argparse.Namespace) -> int:
-    from .render import RenderOptions, RenderTimeout, parse_size, render_views_guarded, save_png
+    from .io import check_writable, save_image
+    from .render import RenderOptions, RenderTimeout, parse_size, render_views_guarded
 
     if args.output.suffix.lower() != ".png":
         raise InputError(f"{args.output}: pictures are written as .png")
-    from .io import check_writable
-
     check_writable(args.output)
     try:
         w, h = parse_size(args.size)
@@ -406,7 +458,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     except RenderTimeout as exc:
         sys.stderr.write(f"neural-sdf: {args.output}: {exc}\n")
         return EXIT_FAILED
-    save_png(image, args.output)
+    save_image(image, args.output)
     log.info("wrote %s (%dx%d)", args.output, image.shape[1], image.shape[0])
     return EXIT_OK
 
@@ -488,23 +540,18 @@ def _cmd_fit_space(args: argparse.Namespace) -> int:
 
 
 def _cmd_interpolate(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from .fields.sdf import SDFModel
-    from .fields.shape_space import SPACE_FORMAT, ShapeSpace, file_format
+    from .fields.shape_space import ShapeSpace
     from .interpolate import interpolate_meshes
-    from .io import atomic_write, save_mesh
+    from .io import atomic_write, check_input_file, check_output_dir, file_kind, save_animation, save_mesh
 
     if args.frames < 2:
         raise InputError(f"--frames {args.frames}: need at least 2 frames (both endpoints)")
-    if args.output.exists() and not args.output.is_dir():
-        raise InputError(f"{args.output}: output must be a folder")
-    if not args.output.parent.exists():
-        raise InputError(f"{args.output}: parent folder {args.output.parent} does not exist")
+    check_output_dir(args.output, parents=False)
     device = resolve_device(args.device)
     models = []
     for path in (args.a, args.b):
-        if file_format(path) == SPACE_FORMAT:
+        if file_kind(check_input_file(path, kind="model")) == "space":
             raise InputError(f"{path}: is a shape-space file, expected an SDF model (decode shapes with fit-space --models DIR, or fit INPUT --space {path})")
         models.append(SDFModel.load(path, device=device))
     space = None
@@ -535,20 +582,15 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
         )
     pictures = []
     if args.render:
-        from .progress import progress_bar
-        from .render import RenderOptions, RenderTimeout, bounds_of, parse_size, render_views_guarded
+        from .render import RenderOptions, RenderTimeout, parse_size, render_sequence
 
         try:
             w, h = parse_size(args.size)
-            # One camera for the whole sequence: the box of all frames.
-            options = RenderOptions(width=w, height=h, bounds=bounds_of([f.mesh for f in frames]))
+            options = RenderOptions(width=w, height=h)
         except ValueError as exc:
             raise InputError(f"invalid option: {exc}") from exc
         try:
-            # Each frame in a fresh, watched child: several renderers (or several frames of changed
-            # geometry) in one process hung on Mesa's CPU Vulkan driver within a few frames (scripts/README.md, "Viewer").
-            pictures = [render_views_guarded([f.mesh], options)
-                        for f in progress_bar(frames, desc="render", unit="frame", disable=args.quiet, leave=False)]
+            pictures = render_sequence([f.mesh for f in frames], options, progress=not args.quiet)
         except RenderTimeout as exc:
             sys.stderr.write(f"neural-sdf: {args.output}: {exc}\n")
             return EXIT_FAILED
@@ -558,17 +600,11 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
         save_mesh(f.mesh, args.output / f"frame_{i:03d}.ply")
         item = {"index": i, "t": f.t, "mesh": f"frame_{i:03d}.ply", "vertices": len(f.mesh.vertices), "faces": len(f.mesh.faces)}
         if pictures:
-            from .render import save_png
-
-            save_png(pictures[i], args.output / f"frame_{i:03d}.png")
             item["picture"] = f"frame_{i:03d}.png"
         record.append(item)
     if pictures:
-        import imageio.v3 as iio
-
-        loop = pictures + pictures[-2:0:-1]  # forth and back
-        with atomic_write(args.output / "interpolation.gif") as tmp:
-            iio.imwrite(tmp, np.stack(loop), extension=".gif", duration=int(1000 / args.fps), loop=0)
+        save_animation(pictures, args.output, fps=args.fps)  # frame_NNN.png beside the meshes
+        save_animation(pictures + pictures[-2:0:-1], args.output / "interpolation.gif", fps=args.fps)  # forth and back
     summary = {"a": str(args.a), "b": str(args.b), "method": args.method, "align": not args.no_align, "frames": record}
     with atomic_write(args.output / "frames.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
@@ -795,15 +831,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="neural-sdf: %(message)s", stream=sys.stderr, force=True)
+    flags = _parser_flags(parser)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_FlagFormatter("neural-sdf: %(message)s", flags))
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except InputError as exc:
-        sys.stderr.write(f"neural-sdf: error: {_one_line(exc)}\n")
+        sys.stderr.write(f"neural-sdf: error: {flag_text(_one_line(exc), flags)}\n")
         return EXIT_BAD_INPUT
     except OSError as exc:
         name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        sys.stderr.write(f"neural-sdf: error: {name}{exc.strerror or _one_line(exc)}\n")
+        sys.stderr.write(f"neural-sdf: error: {name}{flag_text(exc.strerror or _one_line(exc), flags)}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("neural-sdf: interrupted (checkpoints, if any, are kept for a resume)\n")

@@ -23,6 +23,9 @@ __all__ = [
     "ShapeSpaceConfig",
     "config_to_dict",
     "config_from_dict",
+    "field_value",
+    "TRUE_WORDS",
+    "FALSE_WORDS",
     "replace_given",
     "default_sdf_siren",
     "density_w0_first",
@@ -162,12 +165,12 @@ class ExtractConfig:
         "(eikonal training makes it about 1; cells it wrongly skips next to found surface are repaired)",
     )
     voxel_size: float = _f(
-        0.0, "edge of the extraction grid's cells in the input's units, instead of --resolution (0: use --resolution; "
+        0.0, "edge of the extraction grid's cells in the input's units, instead of `resolution` (0: use `resolution`; "
         "tiled scenes default to the point spacing)",
     )
     trim: Literal["auto", "on", "off"] = _f(
         "auto",
-        "remove surface farther from the input than --trim-factor local point spacings (auto: on for scenes and "
+        "remove surface farther from the input than `trim_factor` local point spacings (auto: on for scenes and "
         "single-view scans, whose sides no sensor saw; off for objects, whose holes get capped)",
     )
     trim_factor: float = _f(3.0, "trimming distance, in local point spacings (at least two grid cells)")
@@ -214,7 +217,7 @@ class ScanConfig:
         "file's normals only; estimate: ignore the file's normals and estimate them; none: fit without "
         "normals (eikonal + annealed divergence loss)",
     )
-    cleanup: bool = _f(True, "drop far outliers, exact repeats and local outliers (--no-cleanup keeps every finite point)")
+    cleanup: bool = _f(True, "drop far outliers, exact repeats and local outliers (`cleanup=False` keeps every finite point)")
     denoise: bool = _f(True, "drop local outliers: points off the surface their neighbours define, and isolated points")
     dedupe: bool = _f(True, "drop exactly repeated points")
     outlier_neighbors: int = _f(16, "neighbours of the local outlier test")
@@ -403,7 +406,7 @@ class VideoConfig:
     batch_size: int = _f(8192, "random (t, row, col) samples per step")
     w0_time: float = _f(
         6.0,
-        "first-layer frequency factor along time (0: --w0-first, as in the paper); lower values make the "
+        "first-layer frequency factor along time (0: `w0_first`, as in the paper); lower values make the "
         "frames between the fitted ones smooth blends instead of oscillations",
     )
     eval_every: int = _f(250, "steps between PSNR measurements (on a fixed sample of 65,536 pixels of the clip)")
@@ -425,7 +428,7 @@ class VideoConfig:
         if 0 < self.max_side < 2:
             raise ValueError(f"max_side must be 0 or >= 2, got {self.max_side}")
         if not self.w0_time >= 0:
-            raise ValueError(f"w0_time must be >= 0 (0: --w0-first), got {self.w0_time}")
+            raise ValueError(f"w0_time must be >= 0 (0: `w0_first`), got {self.w0_time}")
         if not self.target_psnr >= 0:
             raise ValueError(f"target_psnr must be >= 0 dB (0: off), got {self.target_psnr}")
 
@@ -444,7 +447,10 @@ class PDEConfig:
     boundary_weight: float = _f(10.0, "weight of the boundary / initial-condition terms against the residual")
     wavenumber: float = _f(20.0, "Helmholtz: wavenumber k, in 1/normalized units (wavelength 2 pi / k; paper: 20)")
     source_sigma: float = _f(0.02, "Helmholtz: width of the Gaussian that stands for the point source")
-    source_fraction: float = _f(0.1, "Helmholtz: share of the collocation points drawn around the source")
+    source_fraction: float = _f(
+        0.1, "share of the collocation points drawn around the source (Helmholtz), or inside the pulse's domain of "
+        "influence, the disc of radius c t + 3 s at time t (wave)",
+    )
     physical_fraction: float = _f(0.25, "Helmholtz: share of the collocation points drawn in the physical region (the rest: the whole square)")
     exclude_radius: float = _f(0.1, "Helmholtz: error is measured at distance >= this from the source")
     pml_width: float = _f(0.5, "Helmholtz: width L of the absorbing layer inside each edge; the physical region is [-(1-L), 1-L]^2 (paper: 0.5)")
@@ -452,6 +458,11 @@ class PDEConfig:
     wave_speed: float = _f(1.0, "wave: propagation speed c (normalized length per unit time)")
     pulse_width: float = _f(0.1, "wave: standard deviation of the initial Gaussian pulse")
     duration: float = _f(0.7, "wave: simulated time T (t in [0, T])")
+    initial_condition: Literal["exact", "penalty"] = _f(
+        "penalty",
+        "wave: 'exact': the network N enters as u = u0 + (c t / s)^2 N, which meets u(0) = u0 and u_t(0) = 0 by "
+        "construction; 'penalty': u = N with loss terms for both (the paper's)",
+    )
     reference_resolution: int = _f(
         201, "wave: grid points per side of the coarser finite-difference reference (the reference itself is computed at twice this resolution)"
     )
@@ -465,6 +476,7 @@ class PDEConfig:
 
     def __post_init__(self) -> None:
         _check_literal(self, "activation")
+        _check_literal(self, "initial_condition")
         _check_positive(
             self, "batch_size", "boundary_batch_size", "wavenumber", "source_sigma", "exclude_radius", "wave_speed",
             "pulse_width", "eval_every", "pml_width", "pml_strength", "duration", "ff_features", "ff_scale", "eval_times",
@@ -550,7 +562,36 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**kwargs)
 
 
-def _coerce(owner: str, key: str, hint: Any, value: Any) -> Any:
+TRUE_WORDS = ("1", "true", "yes", "on")
+"""Text read as ``True`` for a boolean field (any case)."""
+
+FALSE_WORDS = ("0", "false", "no", "off")
+"""Text read as ``False`` for a boolean field (any case)."""
+
+
+def field_value(cls: type, name: str, value: Any, *, from_text: bool = False) -> Any:
+    """Return ``value`` as the type of the field ``name`` of config class ``cls``.
+
+    The one conversion of outside values into config fields: ``config_from_dict`` (JSON values, which
+    must already have the field's type) and batch manifests (CSV cells, ``from_text=True``) use it.
+
+    Args:
+        cls: a config dataclass.
+        name: one of its fields.
+        value: the value; with ``from_text``, a string read as the field's type (``TRUE_WORDS`` /
+            ``FALSE_WORDS`` for booleans, numbers for ``int`` and ``float``, stripped text for ``str``).
+        from_text: whether ``value`` is text to be read.
+
+    Raises:
+        ValueError: naming ``cls.name``, what was expected and what arrived.
+    """
+    hint = get_type_hints(cls)[name]
+    return _coerce(cls.__name__, name, hint, value, from_text)
+
+
+def _coerce(owner: str, key: str, hint: Any, value: Any, from_text: bool = False) -> Any:
+    if from_text and isinstance(value, str):
+        value = _read_text(owner, key, hint, value)
     origin = get_origin(hint)
     if origin is Literal:
         return value  # checked by __post_init__
@@ -571,6 +612,23 @@ def _coerce(owner: str, key: str, hint: Any, value: Any) -> Any:
             raise ValueError(f"{owner}.{key}: expected a string, got {value!r}")
         return value
     return value
+
+
+def _read_text(owner: str, key: str, hint: Any, text: str) -> Any:
+    """Text as the type ``hint`` (the caller checks the result's type)."""
+    if hint is bool:
+        low = text.strip().lower()
+        if low in TRUE_WORDS:
+            return True
+        if low in FALSE_WORDS:
+            return False
+        raise ValueError(f"{owner}.{key}: cannot read {text!r} as bool")
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError:
+            raise ValueError(f"{owner}.{key}: cannot read {text!r} as {hint.__name__}") from None
+    return text.strip()
 
 
 def dumps(config: Any) -> str:

@@ -278,8 +278,8 @@ def _latent_endpoint(model: SDFModel, space: ShapeSpace, name: str) -> torch.Ten
     found = latent_of(model)
     if found is None:
         raise InputError(
-            f"{name}: was not fitted through a shape space (no latent code); use --method blend, "
-            "or fit it with `fit INPUT --space SPACE`"
+            f"{name}: was not fitted through a shape space (no latent code); use `method='blend'`, "
+            "or fit it in that space first (`fit_latent`)"
         )
     code, fingerprint = found
     if fingerprint and fingerprint != space.fingerprint:

@@ -29,7 +29,7 @@ from .recipe import FitOptions, resolve_recipe
 from .sampling import sign_grid
 from .train import fit, load_training_state, save_training_state
 
-__all__ = ["FitOptions", "fit_sdf", "fit_prepared", "extract_mesh", "resolve_extract", "reconstruct_prepared", "reconstruct", "ReconstructResult", "SUPPORT_POINTS", "quality_preset", "QUALITY_PRESETS"]
+__all__ = ["FitOptions", "fit_sdf", "fit_prepared", "extract_mesh", "resolve_extract", "reconstruct_prepared", "reconstruct", "ReconstructResult", "SUPPORT_POINTS", "quality_preset", "QUALITY_PRESETS", "input_coverage", "COVERAGE_WARN", "COVERAGE_FAIL"]
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def fit_prepared(
     if info["surface_residual"]["median"] > RESIDUAL_WARNING:
         log.warning(
             "%s: the fit did not converge: median |f| on the input is %.2g%% of the bounding-box diagonal "
-            "(converged fits on clean input: below 0.05%%); the mesh will be poor: try a lower --lr or more --steps",
+            "(converged fits on clean input: below 0.05%%); the mesh will be poor: try a lower `lr` or more `steps`",
             name, 100 * info["surface_residual"]["median"],
         )
     if ckpt is not None and ckpt.exists():

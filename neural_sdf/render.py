@@ -15,17 +15,24 @@ not change that, nor does forcing Filament's OpenGL backend (which also needs an
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ._typing import PathLike
-from .errors import InputError
 from .geometry import Mesh, PointCloud
-from .io._atomic import atomic_write
+from .io import save_image
 
-__all__ = ["RenderOptions", "bounds_of", "render_views", "render_views_guarded", "RenderTimeout", "save_png", "parse_size"]
+__all__ = [
+    "RenderOptions",
+    "bounds_of",
+    "render_views",
+    "render_views_guarded",
+    "render_worker",
+    "render_sequence",
+    "RenderTimeout",
+    "save_png",
+    "parse_size",
+]
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +168,8 @@ class RenderTimeout(RuntimeError):
     """No picture came back from any attempt of ``render_views_guarded`` within its timeout."""
 
 
-def _render_worker(conn: Any, items: Sequence[Mesh | PointCloud], options: RenderOptions) -> None:
-    """Child-process body of ``render_views_guarded``: render and send the picture back."""
+def render_worker(conn: Any, items: Sequence[Mesh | PointCloud], options: RenderOptions) -> None:
+    """Child-process body of ``render_views_guarded`` (its ``worker``): render and send the picture back."""
     try:
         conn.send(("ok", render_views(items, options)))
     except Exception as exc:  # sent to the parent, which raises it there
@@ -176,7 +183,7 @@ def render_views_guarded(
     options: RenderOptions = RenderOptions(),
     timeout_s: float = 120.0,
     attempts: int = 2,
-    worker: Any = _render_worker,
+    worker: Any = render_worker,
 ) -> np.ndarray:
     """``render_views`` in a child process that is killed and retried when it does not answer.
 
@@ -217,14 +224,50 @@ def _points_of(item: Mesh | PointCloud) -> np.ndarray:
     return item.vertices if isinstance(item, Mesh) else item.points
 
 
-def save_png(image: np.ndarray, path: PathLike) -> Path:
-    """Write an ``(H, W, 3)`` uint8 image as PNG, atomically."""
-    import open3d as o3d
+save_png = save_image
+"""Write a picture as PNG, atomically: ``io.image.save_image`` (the one PNG writer), under the name
+the render API has always offered."""
 
-    p = Path(path)
-    if p.suffix.lower() != ".png":
-        raise InputError(f"{p}: pictures are written as .png")
-    with atomic_write(p) as tmp:
-        if not o3d.io.write_image(str(tmp), o3d.geometry.Image(np.ascontiguousarray(image, dtype=np.uint8))):
-            raise OSError(f"{p}: could not write PNG")
-    return p
+
+def render_sequence(
+    meshes: Sequence[Mesh],
+    options: RenderOptions = RenderOptions(),
+    timeout_s: float = 120.0,
+    progress: bool = False,
+) -> list[np.ndarray]:
+    """Render each mesh of a sequence (e.g. the frames of an interpolation) as one picture.
+
+    All pictures share one camera: ``options.bounds``, or else the box of all non-empty meshes.
+    Each frame renders in a fresh watched child (``render_views_guarded``): several renderers, or
+    several frames of changed geometry, in one process hung on Mesa's CPU Vulkan driver within a
+    few frames (scripts/README.md, "Viewer").
+
+    Args:
+        meshes: the frames, world units; an empty mesh gives a picture of the background.
+        options: one view per picture (``views=1``); ``bounds`` and ``camera`` as in ``render_views``.
+        timeout_s: seconds per attempt of each frame.
+        progress: show a progress bar.
+
+    Returns:
+        One ``(H, W, 3)`` uint8 picture per mesh.
+
+    Raises:
+        ValueError: no mesh has a surface.
+        RenderTimeout: a frame gave no picture.
+    """
+    import dataclasses
+
+    from .progress import progress_bar
+
+    shown = [m for m in meshes if not m.is_empty]
+    if not shown:
+        raise ValueError("no frame of the sequence has a surface")
+    if options.bounds is None:
+        options = dataclasses.replace(options, bounds=bounds_of(shown))
+    colour = np.round(np.clip(np.asarray(options.background[:3]), 0.0, 1.0) * 255).astype(np.uint8)
+    blank = np.broadcast_to(colour, (options.height, options.width, 3)).copy()
+    pictures = []
+    for k, mesh in enumerate(progress_bar(meshes, desc="render", unit="frame", disable=not progress, leave=False)):
+        pictures.append(blank.copy() if mesh.is_empty else render_views_guarded([mesh], options, timeout_s=timeout_s))
+        log.debug("render: frame %d of %d", k + 1, len(meshes))
+    return pictures

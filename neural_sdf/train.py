@@ -97,7 +97,7 @@ def fit(
             logs = step_fn(step)
             loss = logs["loss"]
             if not math.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at step {step}; try a lower --lr")
+                raise FloatingPointError(f"loss became {loss} at step {step}; try a lower `lr`")
             optimizer.step()
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:

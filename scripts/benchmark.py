@@ -99,21 +99,21 @@ def matmul_floor_step(net: Siren, rows: int, device: str):
 def compiled_fused_step(fused_step, device: str):
     """Wrap a fused step so that its row chunks run through ``torch.compile`` (inductor).
 
-    The fused step calls ``neural_sdf.nn.fused._fused_chunk`` by module lookup; the wrapper swaps in
+    The fused step calls ``neural_sdf.fields.fused_sdf.fused_chunk`` by module lookup; the wrapper swaps in
     the compiled chunk for its own calls only, so the other steps of the interleaved loop stay eager.
     Returns the wrapped step and the seconds its first call (compilation included) took.
     """
-    import neural_sdf.nn.fused as fused_module
+    import neural_sdf.fields.fused_sdf as fused_module
 
-    eager = fused_module._fused_chunk
+    eager = fused_module.fused_chunk
     compiled = torch.compile(eager, dynamic=False)
 
     def step(rep: int) -> None:
-        fused_module._fused_chunk = compiled
+        fused_module.fused_chunk = compiled
         try:
             fused_step(rep)
         finally:
-            fused_module._fused_chunk = eager
+            fused_module.fused_chunk = eager
 
     _sync(device)
     t = time.perf_counter()

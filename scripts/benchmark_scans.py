@@ -147,10 +147,9 @@ def run_gargoyle(args: argparse.Namespace) -> dict:
     result = ns.reconstruct(SHAPES / "gargoyle_scan.ply", options, extract_config(args), progress=not args.quiet)
     seconds = time.perf_counter() - t0
     ns.save_mesh(result.mesh, args.out / "gargoyle.ply")
-    from neural_sdf.render import RenderOptions, render_views_guarded, save_png
 
     # In a watched child: this render once hung in-process on the CPU Vulkan driver (README "Viewer").
-    save_png(render_views_guarded([result.mesh], RenderOptions(width=480, height=480, views=2)), args.out / "gargoyle.png")
+    ns.save_image(ns.render_views_guarded([result.mesh], ns.RenderOptions(width=480, height=480, views=2)), args.out / "gargoyle.png")
     return {"pieces": pieces(result.mesh), "faces": len(result.mesh.faces), "seconds": seconds, "normals": result.model.info.get("normals_from")}
 
 

@@ -20,7 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import neural_sdf as ns  # noqa: E402
-from neural_sdf.render import save_png  # noqa: E402
 from viewer.data import sdf_slice  # noqa: E402
 
 
@@ -55,7 +54,7 @@ def main() -> None:
         s = sdf_slice(field, box, args.axis, args.offset, args.resolution)
         panels.append((255 * s.colors.reshape(args.resolution, args.resolution, 3)).astype(np.uint8).transpose(1, 0, 2)[::-1])
     gap = np.full((args.resolution, 8, 3), 255, dtype=np.uint8)
-    save_png(np.concatenate([panels[0], gap, panels[1]], axis=1), args.output)
+    ns.save_image(np.concatenate([panels[0], gap, panels[1]], axis=1), args.output)
     print(f"wrote {args.output}")
 
 

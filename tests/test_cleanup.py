@@ -226,7 +226,7 @@ def test_too_many_outliers_are_kept_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
         cleaned, report = clean_cloud(PointCloud(np.vstack([surface, junk])), ScanConfig(), name="dirty.ply")
     assert len(cleaned) == 6500 and report.num_outliers == 0 and report.outliers_kept > 1000
-    assert "dirty.ply" in caplog.text and "--max-outlier-share" in caplog.text
+    assert "dirty.ply" in caplog.text and "`max_outlier_share`" in caplog.text
     cleaned, report = clean_cloud(PointCloud(np.vstack([surface, junk])), ScanConfig(max_outlier_share=0.5), name="dirty.ply")
     assert report.num_outliers > 1000 and len(cleaned) < 5500
 

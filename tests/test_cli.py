@@ -311,3 +311,22 @@ def test_target_faces_rejects_impossible_counts(work, capsys, value: str) -> Non
     rc, _, err = _run(["reconstruct", work["cloud"], "-o", work["out"] / "m.ply", *TINY, "--target-faces", value], capsys)
     _assert_one_clean_error(rc, err, ("target_faces",), ("target_faces must be",))
     assert _files(work["out"]) == set()
+
+
+def test_library_parameters_are_said_as_flags():
+    # The library names parameters (`max_points`, `normals='given'`); the CLI says its flags.
+    from neural_sdf.cli import _parser_flags, build_parser, flag_text
+
+    flags = _parser_flags(build_parser())
+    cases = {
+        "`cleanup=False` keeps them": "--no-cleanup keeps them",
+        "x.ply: `normals='given'`, but": "x.ply: --normals given, but",
+        "e.g. `columns='x y z nx ny nz'`": "e.g. --columns 'x y z nx ny nz'",
+        "`ray_address=10.0.0.5:6379`: cannot": "--ray 10.0.0.5:6379: cannot",
+        "raise `max_outlier_share`": "raise --max-outlier-share",
+        "`voxel_size=0.01`: 900 points": "--voxel-size 0.01: 900 points",
+        "`weights.normal` too high": "--weight-normal too high",
+        "fit it first (`fit_latent`)": "fit it first (`fit_latent`)",  # not a flag: left as it is
+    }
+    for library, command in cases.items():
+        assert flag_text(library, flags) == command

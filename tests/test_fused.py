@@ -1,12 +1,13 @@
-"""The fused SIREN SDF step (``neural_sdf.nn.fused``) against the autograd reference ``sdf_loss``."""
+"""The fused SIREN SDF step (``neural_sdf.fields.fused_sdf``, kernels in ``neural_sdf.nn.fused``) against the autograd reference ``sdf_loss``."""
 
 import pytest
 import torch
 
 from neural_sdf.config import LossWeights, SamplingConfig, SirenConfig, TrainConfig
+from neural_sdf.fields.fused_sdf import fused_sdf_loss_backward
 from neural_sdf.fields.sdf import make_sdf_step, sdf_loss
 from neural_sdf.nn import Siren
-from neural_sdf.nn.fused import fused_sdf_loss_backward, siren_value_and_gradient, supports_fused
+from neural_sdf.nn.fused import siren_value_and_gradient, supports_fused
 from neural_sdf.sampling import sample_sdf_batch, step_generator
 from neural_sdf.train import fit
 

@@ -97,13 +97,13 @@ def _retry_marker(test_pid: int) -> str:
 
 
 def _answers_on_the_second_try(conn, items, options):
-    from neural_sdf.render import _render_worker
+    from neural_sdf.render import render_worker
 
     marker = _retry_marker(os.getppid())  # the test process started this child
     if not os.path.exists(marker):
         open(marker, "w").close()
         _never_answers(conn, items, options)
-    _render_worker(conn, items, options)
+    render_worker(conn, items, options)
 
 
 def test_guarded_render_kills_a_hung_child_and_retries():

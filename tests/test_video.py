@@ -118,3 +118,35 @@ def test_video_command_bad_input(tmp_path, capsys, make, message):
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["seq.gif", "seq.mp4", "seq_pngs"])
+def test_save_animation_formats(tmp_path, name):
+    # The one writer of picture sequences (the viewer's --export-interp, interpolate --render).
+    import imageio.v3 as iio
+
+    from neural_sdf.io import save_animation
+
+    if name.endswith(".mp4"):
+        pytest.importorskip("av", reason="MP4 export needs PyAV (the 'video' extra)")
+    rng = np.random.default_rng(0)
+    # Odd sizes: MP4 pads them to even ones (H.264, see save_video), GIF and PNG keep them.
+    frames = [np.full((51, 65, 3), 40 * k, np.uint8) + rng.integers(0, 5, (51, 65, 3), dtype=np.uint8) for k in range(4)]
+    path = save_animation(frames, tmp_path / name, fps=10)
+    if name.endswith(".gif"):
+        assert iio.imread(path, index=None).shape[:3] == (4, 51, 65)
+    elif name.endswith(".mp4"):
+        video = iio.imread(path, index=None, plugin="pyav")
+        assert video.shape[:3] == (4, 52, 66)
+        # Lossy, but each frame keeps its grey level.
+        np.testing.assert_allclose(video.reshape(4, -1).mean(axis=1), [40 * k + 2 for k in range(4)], atol=4)
+    else:
+        assert sorted(p.name for p in path.iterdir()) == [f"frame_{k:03d}.png" for k in range(4)]
+
+
+def test_save_animation_rejects_other_extensions(tmp_path):
+    from neural_sdf.errors import InputError
+    from neural_sdf.io import save_animation
+
+    with pytest.raises(InputError, match=".gif, .mp4 or a folder"):
+        save_animation([np.zeros((8, 8, 3), np.uint8)], tmp_path / "seq.txt")

@@ -588,14 +588,12 @@ class ViewerApp:
 
     def save_screenshot(self, path: Optional[Path] = None) -> None:
         """Save the 3D view as PNG (default: ``viewer_NNN.png`` in the working folder)."""
-        from neural_sdf.render import save_png
-
         if path is None:
             self._shot_counter += 1
             path = Path(f"viewer_{self._shot_counter:03d}.png")
 
         def write(arr: np.ndarray) -> None:
-            save_png(arr, path)
+            ns.save_image(arr, path)
             log.info("wrote %s (%dx%d)", path, arr.shape[1], arr.shape[0])
             self.status.text = f"saved {path}"
 
@@ -605,7 +603,7 @@ class ViewerApp:
         """Render the interpolation at ``num_frames`` times in [0, 1] and write a GIF, MP4 or PNG folder.
 
         The frames are drawn offscreen, each in a fresh watched child process
-        (``neural_sdf.render.render_views_guarded``), with one camera framing all of them, at the
+        (``neural_sdf.render_sequence``), with one camera framing all of them, at the
         3D view's size: drawn in this window, frame after frame, the export of the test models hung
         in 3 of 4 runs on Mesa's CPU Vulkan driver (scripts/README.md, "Viewer"). All of it runs in a worker.
         """
@@ -621,19 +619,13 @@ class ViewerApp:
         camera = self._camera_pose()
 
         def work() -> Path:
-            from neural_sdf.render import RenderOptions, bounds_of, render_views_guarded
-
             meshes = [interp.compute(t) for t in times]
-            shown = [m for m in meshes if not m.is_empty]
-            if not shown:
+            if all(m.is_empty for m in meshes):
                 raise ValueError("export: no frame of the interpolation has a surface")
-            options = RenderOptions(width=width, height=height, normals=normals, bounds=bounds_of(shown), camera=camera)
-            blank = np.full((height, width, 3), 255, dtype=np.uint8)
-            frames = []
-            for k, mesh in enumerate(meshes):
-                frames.append(blank if mesh.is_empty else render_views_guarded([mesh], options))
-                log.info("export: frame %d of %d (t=%.3g) rendered", k + 1, len(times), times[k])
-            return write_sequence(frames, path)
+            options = ns.RenderOptions(width=width, height=height, normals=normals, camera=camera)
+            frames = ns.render_sequence(meshes, options)
+            log.info("export: %d frames rendered", len(frames))
+            return ns.save_animation(frames, path, fps=EXPORT_FPS)
 
         self._start_job("export", work, self._exported)
 
@@ -672,12 +664,10 @@ class ViewerApp:
         if self.export_path is not None:
             self.export_sequence(self.export_path)
             return
-        from neural_sdf.render import save_png
-
         path = self.screenshot_path
 
         def write(arr: np.ndarray) -> None:
-            save_png(arr, path)
+            ns.save_image(arr, path)
             log.info("wrote %s (%dx%d)", path, arr.shape[1], arr.shape[0])
             self.quit()
 
@@ -688,31 +678,8 @@ class ViewerApp:
         self.gui.Application.instance.quit()
 
 
-def write_sequence(frames: list[np.ndarray], path: Path) -> Path:
-    """Write ``(H, W, 3)`` uint8 frames as ``.gif``, ``.mp4`` or numbered PNGs in a folder; atomic per file."""
-    from neural_sdf.io import atomic_write
-
-    path = Path(path)
-    ext = path.suffix.lower()
-    if ext in (".gif", ".mp4"):
-        import imageio.v3 as iio
-
-        if ext == ".mp4":
-            # H.264 wants even sizes.
-            h, w = frames[0].shape[0] // 2 * 2, frames[0].shape[1] // 2 * 2
-            frames = [f[:h, :w] for f in frames]
-        with atomic_write(path) as tmp:
-            if ext == ".gif":
-                iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=100, loop=0)
-            else:
-                iio.imwrite(tmp, np.stack(frames), extension=".mp4", plugin="pyav", codec="libx264", fps=10)
-        return path
-    from neural_sdf.render import save_png
-
-    path.mkdir(parents=True, exist_ok=True)
-    for k, f in enumerate(frames):
-        save_png(f, path / f"frame_{k:03d}.png")
-    return path
+EXPORT_FPS = 10.0
+"""Frames per second of an exported interpolation (GIF or MP4)."""
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -775,13 +742,14 @@ def check_export_target(out: Path) -> None:
     Raises:
         InputError: another extension, a file where a folder is wanted, or a folder that cannot be written.
     """
-    from neural_sdf.io import check_writable
+    from neural_sdf.io import ANIMATION_EXTENSIONS, check_output_dir, check_writable
 
-    if out.suffix and out.suffix.lower() not in (".gif", ".mp4"):
+    if out.suffix and out.suffix.lower() not in ANIMATION_EXTENSIONS:
         raise ns.InputError(f"{out}: sequences are written as .gif, .mp4 or a folder of PNGs")
-    if out.exists() and not out.suffix and not out.is_dir():
-        raise ns.InputError(f"{out}: not a folder")
-    check_writable(out if out.suffix else out.with_suffix(".png"))  # the file, or the folder the frame folder goes in
+    if out.suffix:
+        check_writable(out)
+    else:
+        check_output_dir(out, parents=False)
 
 
 def _run_watched(argv: list[str], timeout_s: float, args: Any) -> int:

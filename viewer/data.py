@@ -45,44 +45,26 @@ class Item:
         return self.path.name
 
 
-def is_model_file(path: Path) -> bool:
-    """Whether ``path`` is a neural_sdf model file (recognized by its header, not its extension)."""
-    from neural_sdf.io.checkpoint import read_format_tag
-
-    return (read_format_tag(path) or "").startswith("neural_sdf.model")
-
-
 def load_item(path: Path) -> Item:
     """Load a mesh, point cloud or model file (models are not meshed here; see ``extract``).
 
-    Raises:
-        InputError: the file is missing or cannot be read.
-    """
-    from neural_sdf.io.mesh import check_input_file
+    What a file holds is told by ``neural_sdf.file_kind`` (a model by its header, not its extension).
 
-    path = Path(path)
-    if not path.exists():
-        raise ns.InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise ns.InputError(f"{path}: is a folder, expected a mesh, point cloud or model file")
-    if is_model_file(path):
+    Raises:
+        InputError: the file is missing or cannot be read, or is a shape space.
+    """
+    from neural_sdf.io import check_input_file
+
+    path = check_input_file(path, kind="mesh, point cloud or model")
+    kind = ns.file_kind(path)
+    if kind == "model":
         model = ns.load_model(path)  # a single model or a tiled scene
         cloud = None if model.support_points is None else ns.PointCloud(model.support_points)
         return Item(path, "model", model=model, cloud=cloud)
-    ext = path.suffix.lower()
-    if ext in (".obj", ".stl", ".off", ".glb"):
+    if kind == "space":
+        raise ns.InputError(f"{path}: is a shape-space file; decode its shapes into model files first (fit-space --models DIR)")
+    if kind == "mesh":
         return Item(path, "mesh", mesh=ns.load_mesh(path))
-    if ext == ".ply":
-        # A PLY is a mesh when it has faces, else a point cloud.
-        import trimesh
-
-        check_input_file(path, (".ply",), "mesh or point cloud")
-        try:
-            loaded = trimesh.load(str(path), process=False)
-        except Exception as exc:  # trimesh raises many types on malformed files
-            raise ns.InputError(f"{path}: cannot read PLY ({type(exc).__name__}: {str(exc)[:100]})") from exc
-        if len(getattr(loaded, "faces", [])):
-            return Item(path, "mesh", mesh=ns.load_mesh(path))
     return Item(path, "points", cloud=ns.load_points(path))
 
 
@@ -283,15 +265,11 @@ class InterpolationCache:
 
     def compute(self, t: float) -> ns.Mesh:
         """Mesh of the blend at ``t`` (heavy; cached)."""
-        from neural_sdf.interpolate import blend_mesh
-
         k = self.key(t)
         if k not in self._frames:
-            self._frames[k] = blend_mesh(self.a, self.b, k / self.steps, ns.ExtractConfig(resolution=self.resolution))
+            self._frames[k] = ns.blend_mesh(self.a, self.b, k / self.steps, ns.ExtractConfig(resolution=self.resolution))
         return self._frames[k]
 
     def blend(self, t: float):
         """The blended SDF at ``t`` (for slices); see ``neural_sdf.interpolate.blend_sdf``."""
-        from neural_sdf.interpolate import blend_sdf
-
-        return blend_sdf(self.a, self.b, self.key(t) / self.steps)
+        return ns.blend_sdf(self.a, self.b, self.key(t) / self.steps)

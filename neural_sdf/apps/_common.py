@@ -6,7 +6,6 @@ import csv
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,8 +17,7 @@ import torch.nn.functional as F
 
 from .._typing import PathLike
 from ..config import SirenConfig, TrainConfig
-from ..errors import InputError
-from ..io import atomic_write
+from ..io import atomic_write, check_output_dir
 from ..nn import Siren, nyquist_frequencies
 from ..nn.siren import FourierFeatures
 from ..train import StepFn, fit
@@ -147,35 +145,12 @@ def make_forward(network: Siren, dtype: torch.dtype = torch.float32) -> Forward:
 
 
 def prepare_output_dir(path: PathLike) -> Path:
-    """Create the output folder (and parents) if needed; fail clearly when it cannot be used.
+    """Create the output folder (and parents) if needed: ``io.check_output_dir(path, create=True)``.
 
     Raises:
         InputError: the path is a file, or the folder is not writable.
     """
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InputError(f"{p}: output path exists and is not a folder")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{p}: cannot create output folder ({exc.strerror or exc})") from exc
-    if not os.access(p, os.W_OK):
-        raise InputError(f"{p}: output folder is not writable")
-    return p
-
-
-def check_output_dir(path: PathLike) -> None:
-    """Check, without creating anything, that ``path`` can become an output folder."""
-    p = Path(path)
-    if p.exists():
-        if not p.is_dir():
-            raise InputError(f"{p}: output path exists and is not a folder")
-        if not os.access(p, os.W_OK):
-            raise InputError(f"{p}: output folder is not writable")
-        return
-    parent = next((q for q in p.absolute().parents if q.exists()), None)
-    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"{p}: cannot create output folder here")
+    return check_output_dir(path, create=True)
 
 
 def _clean(value: Any) -> Any:

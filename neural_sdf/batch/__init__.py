@@ -25,7 +25,7 @@ from typing import Any, Literal, Optional, Sequence, Union
 from .._typing import Device, PathLike
 from ..config import ExtractConfig
 from ..errors import InputError
-from ..io import MESH_EXTENSIONS
+from ..io import MESH_EXTENSIONS, check_output_dir
 from ..reconstruct import FitOptions
 from .executors import Job, check_ray_address, connect_ray, cpu_count, job_file, one_line, run_local, run_ray
 from .manifest import BATCH_FORMAT as BATCH_FORMAT  # importable from here, as before the split
@@ -167,11 +167,7 @@ def _check_out_dir(out: Path, inputs: Sequence[Union[PathLike, BatchItem]]) -> N
                 raise InputError(
                     f"{out}: output folder is inside input folder {p}; a rerun would read the outputs as inputs"
                 )
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output path exists and is not a folder")
-    parent = out.resolve().parent
-    if not out.exists() and not parent.exists():
-        raise InputError(f"{out}: parent folder {parent} does not exist")
+    check_output_dir(out, parents=False)
 
 
 def reconstruct_batch(
@@ -235,11 +231,11 @@ def reconstruct_batch(
     if executor not in ("process", "ray"):
         raise ValueError(f"executor must be one of ['process', 'ray'], got {executor!r}")
     if jobs < 1:
-        raise InputError(f"--jobs must be >= 1, got {jobs}")
+        raise InputError(f"`jobs` must be >= 1, got {jobs}")
     if threads is not None and threads < 1:
-        raise InputError(f"--threads must be >= 1, got {threads}")
+        raise InputError(f"`threads` must be >= 1, got {threads}")
     if retries < 0:
-        raise InputError(f"--retries must be >= 0, got {retries}")
+        raise InputError(f"`retries` must be >= 0, got {retries}")
     suffix = mesh_format if mesh_format.startswith(".") else "." + mesh_format
     if suffix.lower() not in MESH_EXTENSIONS:
         raise InputError(f"mesh format {mesh_format!r}: expected one of {', '.join(MESH_EXTENSIONS)}")

@@ -416,10 +416,10 @@ def _check_ray_token(address: str) -> None:
     """Fail fast (one line) when the token settings cannot work, before any work starts."""
     named = os.environ.get("RAY_AUTH_TOKEN_PATH", "")
     if named and not os.environ.get("RAY_AUTH_TOKEN", "").strip() and not _has_text(Path(named)):
-        raise InputError(f"--ray {address}: RAY_AUTH_TOKEN_PATH={named}: no such file, or it is empty; {_TOKEN_HINT}")
+        raise InputError(f"`ray_address={address}`: RAY_AUTH_TOKEN_PATH={named}: no such file, or it is empty; {_TOKEN_HINT}")
     mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
     if mode == "token" and _ray_token_source() is None:
-        raise InputError(f"--ray {address}: RAY_AUTH_MODE=token but no Ray token was found; {_TOKEN_HINT}")
+        raise InputError(f"`ray_address={address}`: RAY_AUTH_MODE=token but no Ray token was found; {_TOKEN_HINT}")
 
 
 def _use_ray_token(address: str) -> Optional[str]:
@@ -482,12 +482,12 @@ def check_ray_address(address: Optional[str]) -> None:
         hostport = address.split("://", 1)[1] if "://" in address else address
         host, _, port = hostport.rpartition(":")
         if not host or not port.isdigit():
-            raise InputError(f"--ray {address}: expected HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
+            raise InputError(f"`ray_address={address}`: expected HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
         try:
             socket.create_connection((host, int(port)), timeout=5).close()
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise InputError(f"--ray {address}: cannot reach a Ray cluster there ({reason})") from None
+            raise InputError(f"`ray_address={address}`: cannot reach a Ray cluster there ({reason})") from None
     _check_ray_token(address)
 
 
@@ -530,8 +530,8 @@ def connect_ray(address: Optional[str]) -> bool:
                 why = f"it refused the token from {source};"
             else:
                 why = "it requires a token and none was found;"
-            raise InputError(f"--ray {address}: cannot join the Ray cluster: {why} {_TOKEN_HINT}") from None
-        raise InputError(f"--ray {address}: cannot join the Ray cluster ({one_line(exc)})") from None
+            raise InputError(f"`ray_address={address}`: cannot join the Ray cluster: {why} {_TOKEN_HINT}") from None
+        raise InputError(f"`ray_address={address}`: cannot join the Ray cluster ({one_line(exc)})") from None
     return True
 
 

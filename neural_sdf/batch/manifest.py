@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union, get_type_hints
 
 from .._typing import PathLike
-from ..config import ExtractConfig, config_from_dict, config_to_dict
+from ..config import ExtractConfig, config_from_dict, config_to_dict, field_value
 from ..errors import InputError
 from ..io.pointcloud import INPUT_EXTENSIONS
 from ..recipe import keep_explicit
@@ -108,24 +108,13 @@ def _check_input_path(path: Path, where: str) -> Path:
 
 
 def _coerce_cell(key: str, text: str, where: str) -> Any:
-    """Turn a CSV cell into the type of the config field ``key`` names."""
+    """Turn a CSV cell into the type of the config field ``key`` names (``config.field_value``)."""
     section, name = _split_key(key, where)
-    hint = get_type_hints(_SECTIONS[section])[name]
     try:
-        if hint is bool:
-            low = text.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if hint is int:
-            return int(text)
-        if hint is float:
-            return float(text)
-    except ValueError:
-        raise InputError(f"{where}: column {key!r}: cannot read {text!r} as {getattr(hint, '__name__', hint)}") from None
-    return text.strip()
+        return field_value(_SECTIONS[section], name, text, from_text=True)
+    except ValueError as exc:
+        reason = str(exc).split(": ", 1)[-1]  # drop the field name: the column names it
+        raise InputError(f"{where}: column {key!r}: {reason}") from None
 
 
 def _split_key(key: str, where: str) -> tuple[str, str]:

@@ -17,10 +17,11 @@ from ..geometry import Mesh, Normalization, PointCloud, bounds
 from ..io.checkpoint import MODEL_FORMAT, load_model_file, save_model_file
 from ..losses import divergence_loss, eikonal_loss, normal_alignment_loss, sdf_off_surface_loss, sdf_sign_loss, sdf_surface_loss
 from ..nn import Siren, divergence, gradient
-from ..nn.fused import DEFAULT_ROW_CHUNK, fused_sdf_loss_backward, supports_fused
+from ..nn.fused import supports_fused
 from ..sampling import SDFBatch, SignGrid, iter_chunks, sample_sdf_batch, step_generator
 from ..train import StepFn
 from .far_field import FarField, build_far_field, corrected_field, padded_box
+from .fused_sdf import DEFAULT_ROW_CHUNK, fused_sdf_loss_backward
 
 __all__ = [
     "SDFModel",
@@ -327,7 +328,7 @@ def make_sdf_step(
     """Return a ``StepFn`` that draws the batch of each step from ``(seed, step)`` and backpropagates.
 
     Args:
-        step_impl: "fused" uses ``nn.fused.fused_sdf_loss_backward`` (closed-form SIREN gradient
+        step_impl: "fused" uses ``fields.fused_sdf.fused_sdf_loss_backward`` (closed-form SIREN gradient
             and backward; same loss and gradients as ``sdf_loss``) when ``supports_fused(network)``,
             and falls back to the autograd reference otherwise; "autograd" always uses ``sdf_loss``.
         normals: ``None`` for a normal-free fit: the step uses ``sdf_loss_normal_free`` (autograd),

@@ -41,7 +41,7 @@ from ..config import (
 )
 from ..errors import InputError
 from ..geometry import Normalization, PointCloud, bounds, fit_normalization
-from ..io.checkpoint import MODEL_FORMAT, load_model_file, save_model_file
+from ..io import SPACE_FORMAT, check_input_file, file_kind, load_model_file, save_model_file
 from ..io.pointcloud import PointSource, load_points
 from ..nn import Siren
 from ..sampling import SDFBatch, concat_batches, sample_sdf_batch, step_generator
@@ -55,14 +55,11 @@ __all__ = [
     "SpaceOptions",
     "fit_shape_space",
     "fit_latent",
-    "file_format",
     "latent_of",
 ]
 
 log = logging.getLogger(__name__)
 
-SPACE_FORMAT = "neural_sdf.space/1"
-"""Format tag of shape-space files (a model file's tag is ``io.checkpoint.MODEL_FORMAT``)."""
 
 SUPPORT_POINTS_PER_SHAPE = 10_000
 """Input points kept per training shape in a space file (for the stray-piece clean-up)."""
@@ -277,8 +274,7 @@ class ShapeSpace:
             InputError: missing or corrupt file, or a file that is not a shape space (for
                 instance an SDF model file).
         """
-        kind = file_format(path)
-        if kind == MODEL_FORMAT:
+        if file_kind(check_input_file(path, kind="shape-space")) == "model":
             raise InputError(f"{path}: is an SDF model file, expected a shape space (written by fit-space)")
         tensors, meta = load_model_file(path, format=SPACE_FORMAT)
         try:
@@ -304,28 +300,6 @@ class ShapeSpace:
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:
             raise InputError(f"{path}: corrupt shape-space file ({str(exc).splitlines()[0][:120]})") from exc
         return space.to(device)
-
-
-def file_format(path: PathLike) -> Optional[str]:
-    """Return the ``format`` tag of a neural_sdf file (model, space, ...) or None if it has none.
-
-    Raises:
-        InputError: missing, empty, or not a safetensors file.
-    """
-    from safetensors import SafetensorError, safe_open
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected a model or shape-space file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: file is empty")
-    try:
-        with safe_open(str(p), framework="pt", device="cpu") as fh:
-            return (fh.metadata() or {}).get("format")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{p}: not a neural_sdf model or shape-space file ({str(exc).splitlines()[0][:120]})") from exc
 
 
 def latent_of(model: SDFModel) -> Optional[tuple[torch.Tensor, str]]:

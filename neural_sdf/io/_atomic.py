@@ -9,35 +9,9 @@ from typing import Iterator
 
 from .._typing import PathLike
 from ..errors import InputError
+from .files import check_writable
 
-__all__ = ["atomic_write", "check_writable", "partial_files", "partial_files_in"]
-
-
-def check_writable(path: PathLike) -> Path:
-    """Return ``path`` as a ``Path`` after checking that its folder exists and can be written.
-
-    Raises:
-        InputError: if the folder is missing, is not a folder, or is not writable, or if ``path``
-            is itself a folder.
-    """
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise InputError(f"{p}: output path is a directory")
-    if not parent.exists():
-        raise InputError(f"{p}: output folder {parent} does not exist")
-    if not parent.is_dir():
-        raise InputError(f"{p}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{p}: output folder {parent} is not writable")
-    # os.access says yes to root everywhere (even /proc); creating a file is the honest test.
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=parent)
-    except OSError as exc:
-        raise InputError(f"{p}: cannot write in output folder {parent} ({exc.strerror or exc})") from exc
-    os.close(fd)
-    os.unlink(probe)
-    return p
+__all__ = ["atomic_write", "partial_files", "partial_files_in"]
 
 
 _TEMP_PATTERN = "{prefix}*.tmp*"

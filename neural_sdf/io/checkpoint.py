@@ -4,19 +4,22 @@ A file is one safetensors blob whose metadata holds ``{"format": ..., "meta": <J
 JSON carries the network config, the normalization and anything else the caller stores.
 """
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # safetensors imports torch when a model file is read or written
+    import torch
 
 from .._typing import PathLike
 from ..errors import InputError
 from ._atomic import atomic_write
+from .files import MODEL_FORMAT, check_input_file
 
-__all__ = ["save_model_file", "load_model_file", "read_format_tag", "MODEL_FORMAT"]
+__all__ = ["save_model_file", "load_model_file", "MODEL_FORMAT"]
 
-MODEL_FORMAT = "neural_sdf.model/1"
 
 
 def save_model_file(
@@ -42,13 +45,7 @@ def load_model_file(path: PathLike, format: str = MODEL_FORMAT) -> tuple[dict[st
     """
     from safetensors import SafetensorError, safe_open
 
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected a model file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: file is empty")
+    p = check_input_file(path, kind="model")
     try:
         with safe_open(str(p), framework="pt", device="cpu") as fh:
             header = fh.metadata() or {}
@@ -63,26 +60,3 @@ def load_model_file(path: PathLike, format: str = MODEL_FORMAT) -> tuple[dict[st
     except (KeyError, json.JSONDecodeError) as exc:
         raise InputError(f"{p}: model metadata is missing or corrupt") from exc
     return tensors, meta
-
-
-def read_format_tag(path: PathLike) -> str | None:
-    """Return the ``format`` tag of a safetensors file's header without loading its tensors.
-
-    Returns ``None`` for anything that is not a readable safetensors file with a tag, so callers
-    can recognize model files by content rather than by extension.
-    """
-    import struct
-
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                return None
-            (size,) = struct.unpack("<Q", head)
-            if not 2 <= size <= 100_000_000:
-                return None
-            header = json.loads(fh.read(size))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    fmt = header.get("__metadata__", {}).get("format") if isinstance(header, dict) else None
-    return fmt if isinstance(fmt, str) else None

@@ -12,6 +12,7 @@ import numpy as np
 from .._typing import PathLike
 from ..errors import InputError
 from ._atomic import atomic_write
+from .files import check_input_file
 
 __all__ = ["load_image", "save_image", "sample_image", "resize_max_side", "as_image_array", "SAMPLE_IMAGES"]
 
@@ -69,12 +70,7 @@ def load_image(source: ImageSource) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return as_image_array(source)
     p = Path(source)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected an image file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: file is empty")
+    check_input_file(p, kind="image")
     import imageio.v3 as iio
 
     try:

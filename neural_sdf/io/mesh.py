@@ -10,6 +10,7 @@ from .._typing import PathLike
 from ..errors import InputError
 from ..geometry import Mesh
 from ._atomic import atomic_write
+from .files import check_input_file, file_kind
 
 __all__ = ["MESH_EXTENSIONS", "load_mesh", "load_ply", "save_mesh", "mesh_from_object"]
 
@@ -19,26 +20,6 @@ MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb")
 """Extensions read and written as meshes."""
 
 MeshSource = Union[PathLike, Mesh, Any]
-
-
-def check_input_file(path: PathLike, allowed: tuple[str, ...], kind: str) -> Path:
-    """Return ``path`` after checking it is an existing, non-empty file with an allowed extension.
-
-    Raises:
-        InputError: naming the file and the problem.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected a {kind} file")
-    if p.suffix.lower() not in allowed:
-        raise InputError(
-            f"{p}: unknown {kind} extension {p.suffix or '(none)'!r}; expected one of {', '.join(allowed)}"
-        )
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: file is empty")
-    return p
 
 
 def _read_trimesh(path: Path) -> Any:
@@ -105,10 +86,7 @@ def load_ply(path: PathLike) -> Any:
     from .pointcloud import load_points
 
     p = check_input_file(path, (".ply",), "mesh or point cloud")
-    loaded = _read_trimesh(p)
-    if len(getattr(loaded, "faces", [])):
-        return load_mesh(mesh_from_object(loaded, str(p)))
-    return load_points(p)
+    return load_mesh(p) if file_kind(p) == "mesh" else load_points(p)
 
 
 def load_mesh(source: MeshSource) -> Mesh:

@@ -21,7 +21,8 @@ from .._typing import PathLike
 from ..errors import InputError
 from ..geometry import PointCloud
 from ._atomic import atomic_write
-from .mesh import MESH_EXTENSIONS, _read_trimesh, _validate, check_input_file, mesh_from_object
+from .files import check_input_file
+from .mesh import MESH_EXTENSIONS, _read_trimesh, _validate, mesh_from_object
 
 __all__ = [
     "POINT_EXTENSIONS",
@@ -95,7 +96,7 @@ def _read_source(source: PointSource, num_mesh_samples: int, seed: int, columns:
     path = check_input_file(source, INPUT_EXTENSIONS, "point cloud or mesh")
     ext = path.suffix.lower()
     if columns.strip() and ext not in TEXT_EXTENSIONS:
-        log.warning("%s: --columns applies to text point files (%s) only; ignored", path, " ".join(TEXT_EXTENSIONS))
+        log.warning("%s: `columns` applies to text point files (%s) only; ignored", path, " ".join(TEXT_EXTENSIONS))
     if ext in (".npy", ".npz"):
         return _read_numpy(path)
     if ext in TEXT_EXTENSIONS:
@@ -280,7 +281,7 @@ def _column_roles(names: list[str], path: Path, source: str) -> list[str]:
     if missing:
         raise InputError(
             f"{path}: {source} {' '.join(names)!r} names no {'/'.join(missing)} column; "
-            "give the columns with --columns, e.g. --columns 'x y z nx ny nz'"
+            "give the columns with `columns`, e.g. `columns='x y z nx ny nz'`"
         )
     for role in ("x", "y", "z", *_NORMAL_ROLES, "r", "g", "b", "a", "intensity"):
         if roles.count(role) > 1:
@@ -311,7 +312,7 @@ def _guess_roles(path: Path, data: np.ndarray) -> list[str]:
     if count > 3 and roles[3:] != list(_NORMAL_ROLES):
         # xyz and xyz + unit normals are the usual layouts; anything else is a guess worth a line.
         log.info(
-            "%s: no column header; read the %d columns as %s (name them with --columns, e.g. --columns 'x y z nx ny nz')",
+            "%s: no column header; read the %d columns as %s (name them with `columns`, e.g. `columns='x y z nx ny nz'`)",
             path, count, " ".join(roles),
         )
     return roles
@@ -334,8 +335,8 @@ def _read_text(path: Path, columns: str = "") -> PointCloud:
     """
     layout = _text_layout(path)
     if columns.strip():
-        names: Optional[list[str]] = _parse_columns(columns, path, "--columns")
-        source = "--columns"
+        names: Optional[list[str]] = _parse_columns(columns, path, "`columns`")
+        source = "`columns`"
     else:
         names, source = layout.header, "the header line"
     if names is not None:

@@ -7,15 +7,20 @@ Frames are ``(T, H, W, 3)`` float64 RGB in [0, 1]; PyAV is imported when a funct
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from .._typing import PathLike
 from ..errors import InputError
 from ._atomic import atomic_write
-from .image import resize_max_side, to_uint8
+from .files import check_input_file, check_output_dir
+from .image import resize_max_side, save_image, to_uint8
 
-__all__ = ["VideoClip", "load_video", "save_video"]
+__all__ = ["VideoClip", "load_video", "save_video", "save_animation", "ANIMATION_EXTENSIONS"]
+
+ANIMATION_EXTENSIONS = (".gif", ".mp4")
+"""File formats of ``save_animation``; a path without an extension is a folder of PNG frames."""
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +62,7 @@ def load_video(path: PathLike, max_frames: int = 0, max_side: int = 0) -> VideoC
     """
     av = _import_av()
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected a video file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: file is empty")
+    check_input_file(p, kind="video")
     frames: list[np.ndarray] = []
     try:
         with av.open(str(p)) as container:
@@ -117,4 +117,43 @@ def save_video(frames: np.ndarray, path: PathLike, fps: float = 25.0) -> Path:
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
+    return p
+
+
+def save_animation(frames: Sequence[np.ndarray], path: PathLike, fps: float = 10.0) -> Path:
+    """Write pictures as a looping ``.gif``, an ``.mp4`` (``save_video``) or numbered PNGs in a folder.
+
+    Args:
+        frames: ``(H, W, 3)`` uint8 pictures (or floats in [0, 1]), all of one size.
+        path: ``NAME.gif``, ``NAME.mp4``, or a folder (no extension), made if needed, that gets
+            ``frame_000.png``, ``frame_001.png``, ...
+        fps: frames per second (a GIF stores whole milliseconds per frame).
+
+    Returns:
+        ``path``. Every file is written atomically.
+
+    Raises:
+        InputError: another extension, or an output that cannot be written.
+        ValueError: no frames, or frames of different sizes.
+    """
+    p = Path(path)
+    ext = p.suffix.lower()
+    if p.suffix and ext not in ANIMATION_EXTENSIONS:
+        raise InputError(f"{p}: sequences are written as .gif, .mp4 or a folder of PNGs")
+    if len(frames) == 0:
+        raise ValueError("frames must hold at least one picture, got none")
+    data = [np.asarray(f) if np.asarray(f).dtype == np.uint8 else to_uint8(f) for f in frames]
+    if len({d.shape for d in data}) != 1:
+        raise ValueError(f"frames must all have one size, got {sorted({d.shape for d in data})}")
+    if ext == ".mp4":
+        return save_video(np.stack(data), p, fps=fps)
+    if ext == ".gif":
+        import imageio.v3 as iio
+
+        with atomic_write(p) as tmp:
+            iio.imwrite(tmp, np.stack(data), extension=".gif", duration=int(1000 / fps), loop=0)
+        return p
+    check_output_dir(p, create=True)
+    for k, picture in enumerate(data):
+        save_image(picture, p / f"frame_{k:03d}.png")
     return p

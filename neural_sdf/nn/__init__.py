@@ -1,7 +1,8 @@
-"""The network core shared by every field: SIREN and input-derivative operators."""
+"""The network core shared by every field: SIREN, input-derivative operators and closed-form SIREN kernels."""
 
 from .diffops import divergence, gradient, jacobian, laplacian
 from .encoding import PositionalEncoding, nyquist_frequencies
+from .fused import make_fast_forward, siren_value_and_gradient, supports_fused
 from .siren import SineLayer, Siren
 
-__all__ = ["SineLayer", "Siren", "PositionalEncoding", "nyquist_frequencies", "gradient", "divergence", "laplacian", "jacobian"]
+__all__ = ["SineLayer", "Siren", "PositionalEncoding", "nyquist_frequencies", "gradient", "divergence", "laplacian", "jacobian", "supports_fused", "siren_value_and_gradient", "make_fast_forward"]
