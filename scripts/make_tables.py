@@ -278,7 +278,26 @@ def table_scene(results: Path) -> list[str]:
     return [_stamp(d, command), ""] + _table(header, rows)
 
 
+def table_startup(results: Path) -> list[str]:
+    """``benchmark_startup.py``: start-up of three commands, an older commit against this tree."""
+    d = _load(results, "startup")
+    st = d.get("settings", {})
+    rows = []
+    for r in d["rows"]:
+        a, b = r["before"], r["now"]
+        rows.append([
+            f"`{r['command']}`", f"{a['wall_s']:.2f}", f"{b['wall_s']:.2f}", f"{r['wall_ratio']:.1f}",
+            f"{a['import_s']:.2f}", f"{b['import_s']:.2f}", ", ".join(a["heavy"]) or "-", ", ".join(b["heavy"]) or "-",
+        ])
+    before = st.get("before_commit", st.get("before", "?"))
+    header = ["command", f"wall s ({before})", "wall s (now)", "ratio", f"imports s ({before})", "imports s (now)",
+              f"heavy imports ({before})", "heavy imports (now)"]
+    command = f"python scripts/benchmark_startup.py --before {st.get('before', '?')} --repeats {st.get('repeats', '?')}"
+    return [_stamp(d, command), ""] + _table(header, rows)
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
+    "startup": table_startup,
     "distance": table_distance,
     "cleanup": table_cleanup,
     "cleanup_scene": table_cleanup_scene,

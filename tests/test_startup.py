@@ -24,6 +24,13 @@ def test_package_and_cli_imports_load_no_heavy_library() -> None:
         assert not heavy, f"{statement!r} imported {sorted(heavy)}"
 
 
+def test_modules_without_networks_do_not_load_torch() -> None:
+    # Files, clean-up and pictures need no network: ``render`` of a mesh used to load torch (about
+    # 1.5 s) through a type alias and the model-file module (scripts/benchmark_startup.py).
+    for module in ("neural_sdf.io", "neural_sdf.geometry", "neural_sdf.render", "neural_sdf.cleanup", "neural_sdf.normals"):
+        assert "torch" not in _loaded_after(f"import {module}"), f"import {module} loaded torch"
+
+
 def test_reconstruct_is_callable_after_its_module_is_imported() -> None:
     import numpy as np
 
