@@ -68,7 +68,7 @@ def poisson_towards(cloud: ns.PointCloud, viewpoint: np.ndarray, depth: int = 9)
 
 def render(mesh: ns.Mesh, path: Path, camera_frame: bool) -> None:
     """Front and three-quarter views, side by side."""
-    from neural_sdf.render import RenderOptions, render_views_guarded, save_png
+    from neural_sdf import RenderOptions, render_views_guarded, save_image
 
     lo, hi = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
     center = (lo + hi) / 2
@@ -89,7 +89,7 @@ def render(mesh: ns.Mesh, path: Path, camera_frame: bool) -> None:
     for eye in (front, side):
         options = RenderOptions(width=640, height=480, camera=(tuple(eye), tuple(center), tuple(up), 50.0))
         images.append(render_views_guarded([mesh], options))
-    save_png(np.concatenate(images, axis=1), path)
+    save_image(np.concatenate(images, axis=1), path)
 
 
 def run(path: Path, args: argparse.Namespace, lidar: bool) -> dict:

@@ -195,7 +195,7 @@ def _grid_cells(points: np.ndarray, box: np.ndarray, size: float) -> tuple[list[
     """Cells of a regular grid of side ``size`` holding points; small ones merged into the nearest big one."""
     counts_per_axis = np.maximum(np.ceil((box[1] - box[0]) / size).astype(int), 1)
     if int(np.prod(counts_per_axis)) > 50 * MAX_TILES:
-        raise InputError(f"--tile-size {size:g}: {int(np.prod(counts_per_axis)):,} cells for an extent of {np.ptp(box, axis=0).round(3).tolist()}; use a larger tile size")
+        raise InputError(f"`tile_size={size:g}`: {int(np.prod(counts_per_axis)):,} cells for an extent of {np.ptp(box, axis=0).round(3).tolist()}; use a larger tile size")
     key = np.minimum(((points - box[0]) / size).astype(np.int64), counts_per_axis - 1)
     cells, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
     boxes = [np.stack([box[0] + c * size, np.minimum(box[0] + (c + 1) * size, box[1])]) for c in cells]
@@ -228,12 +228,12 @@ def check_tiling(config: TilingConfig) -> tuple[str, int]:
         try:
             count = int(mode)
         except ValueError:
-            raise InputError(f"--tiles {config.tiles}: expected auto, off or a number of tiles") from None
+            raise InputError(f"`tiles={config.tiles}`: expected auto, off or a number of tiles") from None
         if count < 1 or count > MAX_TILES:
-            raise InputError(f"--tiles {count}: expected a number of tiles from 1 to {MAX_TILES}")
+            raise InputError(f"`tiles={count}`: expected a number of tiles from 1 to {MAX_TILES}")
         mode = "count"
     if not (config.tile_size >= 0 and math.isfinite(config.tile_size)):
-        raise InputError(f"--tile-size {config.tile_size:g}: must be a positive length in the input's units (0: automatic tiles)")
+        raise InputError(f"`tile_size={config.tile_size:g}`: must be a positive length in the input's units (0: automatic tiles)")
     return mode, count
 
 
@@ -264,17 +264,17 @@ def plan_tiles(points: np.ndarray, config: TilingConfig = TilingConfig(), spacin
     voxel = max(VOXEL_SPACINGS * spacing, extent / VOXEL_MAX_CELLS)
     if config.tile_size > 0:
         core_boxes, merged = _grid_cells(points, box, config.tile_size)
-        reason = f"--tile-size {config.tile_size:g}"
+        reason = f"`tile_size={config.tile_size:g}`"
     elif mode == "off" or count == 1 or (mode == "auto" and len(points) <= AUTO_MAX_POINTS and spans <= AUTO_MAX_SPACINGS):
-        why = "--tiles off" if mode == "off" or count == 1 else f"{len(points):,} points over {spans:.0f} spacings: one object"
+        why = "`tiles=off`" if mode == "off" or count == 1 else f"{len(points):,} points over {spans:.0f} spacings: one object"
         return TilePlan([TileSpec("t000", box.copy(), box.copy(), len(points), len(points))], spacing, why, voxel)
     else:
         # A cloud auto-tiled for its extent alone (a LiDAR tile of few points) gets at least two tiles.
         core_boxes = _kd_split(points, box, config.max_points, TILE_MAX_SPACINGS * spacing, count or 2)
         merged = []
-        reason = f"--tiles {count}" if count else f"{len(points):,} points over {spans:.0f} spacings"
+        reason = f"`tiles={count}`" if count else f"{len(points):,} points over {spans:.0f} spacings"
     if len(core_boxes) > MAX_TILES:
-        raise InputError(f"{len(core_boxes):,} tiles for this cloud exceeds {MAX_TILES}; use a larger --tile-size")
+        raise InputError(f"{len(core_boxes):,} tiles for this cloud exceeds {MAX_TILES}; use a larger `tile_size`")
     tiles = []
     for i, core in enumerate(core_boxes):
         margin = max(MARGIN * float(np.ptp(core, axis=0).max()), MIN_MARGIN_SPACINGS * spacing)
