@@ -1,4 +1,5 @@
-"""Where the benchmark scripts find the shared data: ``../shared/data`` next to the repository.
+"""What the benchmark scripts share: where the shared data is (``../shared/data`` next to the
+repository) and the Poisson baseline.
 
 The meshes, the real scan and the video clip there are never copied into the repository (see the
 README's "Data" section); scripts that need them stop with a clear message when the folder is absent.
@@ -6,6 +7,23 @@ README's "Data" section); scripts that need them stop with a clear message when 
 
 from pathlib import Path
 
+import numpy as np
+
+import neural_sdf as ns
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHAPES_DIR = SHARED_DATA / "shapes"
 VIDEO_DIR = SHARED_DATA / "video"
+
+
+def poisson(cloud: ns.PointCloud, depth: int = 9, trim_quantile: float = 0.05) -> ns.Mesh:
+    """Open3D screened Poisson on an oriented cloud, with the common density trim (the vertices
+    whose density is in the lowest ``trim_quantile`` are removed)."""
+    import open3d as o3d
+
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
+    pcd.normals = o3d.utility.Vector3dVector(cloud.normals)
+    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth)
+    dens = np.asarray(dens)
+    mesh.remove_vertices_by_mask(dens < np.quantile(dens, trim_quantile))
+    return ns.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.triangles, dtype=np.int64))

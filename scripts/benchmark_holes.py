@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import write_results
-from _shared import SHAPES_DIR
+from _shared import SHAPES_DIR, poisson
 
 import neural_sdf as ns
 from neural_sdf.extract import connected_components
@@ -42,17 +42,6 @@ def supported_share(mesh: ns.Mesh, points: np.ndarray, tolerance: float, samples
     s = mesh.sample(samples, seed=1).points
     dist, _ = cKDTree(points).query(s, k=1, workers=-1)
     return float((dist <= tolerance).mean())
-
-
-def poisson(cloud: ns.PointCloud, depth: int = 9, trim_quantile: float = 0.05) -> ns.Mesh:
-    import open3d as o3d
-
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
-    pcd.normals = o3d.utility.Vector3dVector(cloud.normals)
-    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth)
-    dens = np.asarray(dens)
-    mesh.remove_vertices_by_mask(dens < np.quantile(dens, trim_quantile))
-    return ns.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.triangles, dtype=np.int64))
 
 
 def row(mesh: ns.Mesh, gt: ns.Mesh, points: np.ndarray, seconds: float) -> dict:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from _shared import SHAPES_DIR as SHAPES
+from _shared import poisson
 
 import neural_sdf as ns
 from neural_sdf.cleanup import ScanConfig, prepare_cloud
@@ -69,18 +70,6 @@ def make_condition(gt: ns.Mesh, condition: str, num_points: int, seed: int) -> n
         out = rng.uniform(lo, hi, size=(num_points // 100, 3))
         pts = np.vstack([pts, out])
     return ns.PointCloud(pts)
-
-
-def poisson(cloud: ns.PointCloud, depth: int = 9, trim_quantile: float = 0.05) -> ns.Mesh:
-    """Open3D screened Poisson with the common density trim."""
-    import open3d as o3d
-
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
-    pcd.normals = o3d.utility.Vector3dVector(cloud.normals)
-    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth)
-    dens = np.asarray(dens)
-    mesh.remove_vertices_by_mask(dens < np.quantile(dens, trim_quantile))
-    return ns.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.triangles, dtype=np.int64))
 
 
 def pieces(mesh: ns.Mesh) -> int:

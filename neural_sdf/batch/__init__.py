@@ -32,10 +32,10 @@ from .manifest import BATCH_FORMAT as BATCH_FORMAT  # importable from here, as b
 from .manifest import (
     MANIFEST_EXTENSIONS,
     BatchItem,
-    _file_sha256,
     _Plan,
     apply_overrides,
     expand_inputs,
+    file_sha256,
     settings_hash,
 )
 from .summary import (
@@ -249,7 +249,7 @@ def reconstruct_batch(
     for item in items:
         opts, ext = apply_overrides(options, extract, item.overrides, str(item.input))
         try:
-            sha = _file_sha256(Path(item.input))
+            sha = file_sha256(Path(item.input))
         except OSError as exc:
             raise InputError(f"{item.input}: cannot read ({exc.strerror or exc})") from None
         gt = _find_gt(gt_root, item)
@@ -260,7 +260,7 @@ def reconstruct_batch(
                 done_path=out / f"{item.name}.done.json",
                 ckpt_path=(out / f"{item.name}.ckpt") if checkpoints else None,
                 gt=gt, input_sha256=sha, settings_hash=settings_hash(sha, opts, ext, suffix),
-                gt_sha256=_file_sha256(gt) if gt is not None else None,
+                gt_sha256=file_sha256(gt) if gt is not None else None,
             )
         )
     device_name = str(device)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from .._typing import PathLike
 from ..errors import InputError
+from .manifest import file_sha256
 
 __all__ = [
     "Job",
@@ -93,14 +94,6 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------- the worker side
 _shipped = threading.local()
 """``files``: ``{path: (sha256, ObjectRef)}`` the driver shipped with the Ray job running in this thread."""
@@ -129,7 +122,7 @@ def job_file(path: str, tmp: PathLike) -> tuple[str, bool]:
     p = Path(path)
     if p.is_file():
         try:
-            if _file_sha256(p) == sha256:
+            if file_sha256(p) == sha256:
                 return path, False
         except OSError:
             pass

@@ -15,7 +15,7 @@ from ..config import config_to_dict
 from ..errors import InputError
 from ..io import atomic_write
 from .executors import one_line
-from .manifest import BATCH_FORMAT, _file_sha256, _Plan
+from .manifest import BATCH_FORMAT, _Plan, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _reused_result(plan: _Plan, record: dict[str, Any]) -> ItemResult:
     )
     if plan.gt is not None:
         result.gt = str(plan.gt)
-        gt_sha = plan.gt_sha256 or _file_sha256(plan.gt)
+        gt_sha = plan.gt_sha256 or file_sha256(plan.gt)
         if record.get("gt_sha256") == gt_sha and record.get("metrics"):
             result.metrics = dict(record["metrics"])
         else:  # ground truth added or changed since: evaluate the existing mesh here
