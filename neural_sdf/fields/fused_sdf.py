@@ -21,7 +21,7 @@ graph, its elementwise bookkeeping and its memory traffic; the two weight-gradie
 layer are fused into one product over ``2N`` rows by keeping ``[delta_l; z_bar_l]`` and
 ``[g_bar_{l-1}; h_{l-1}]`` in stacked buffers. Rows are processed in cache-sized chunks and the
 gradients accumulated. The autograd implementation (``fields.sdf.sdf_loss``) stays the reference;
-``tests/test_fused.py`` checks both agree in float64.
+``tests/fields/test_fused.py`` checks both agree in float64.
 """
 
 from typing import NamedTuple, Optional

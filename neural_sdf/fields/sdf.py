@@ -1,6 +1,6 @@
 """Signed distance fields: a SIREN plus its normalization, the SDF loss, and model files.
 
-Sign convention: negative inside, positive outside, zero on the surface (``tests/test_fit.py`` checks a fit's sign in millimetres far from the origin; ``tests/test_extract.py`` that meshes face outward).
+Sign convention: negative inside, positive outside, zero on the surface (``tests/fields/test_fit.py`` checks a fit's sign in millimetres far from the origin; ``tests/test_extract.py`` that meshes face outward).
 """
 
 import logging

@@ -36,7 +36,7 @@ TINY_FLAGS = [
     "--batch-size", "500", "--resolution", "24", "--quiet", "--no-checkpoint",
     "--lr-final-ratio", "1", "--warmup-steps", "0", "--off-surface-ratio", "1",
 ]
-"""The tiny settings of tests/test_batch.py, fewer steps: only joining and finishing matter here."""
+"""The tiny settings of tests/batch/test_batch.py, fewer steps: only joining and finishing matter here."""
 _AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 
 

@@ -20,7 +20,7 @@ from neural_sdf.reconstruct import FitOptions, extract_mesh, reconstruct_prepare
 from neural_sdf.sampling import sample_mesh_surface
 from neural_sdf.scene import SceneModel, TilingConfig, fit_scene, load_model, plan_tiles, tile_weights
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 SMALL = FitOptions(
     siren=SirenConfig(hidden_dim=64, num_hidden_layers=3, w0_first=30.0),

@@ -21,7 +21,7 @@ from neural_sdf.normals import orient_normals, orient_towards
 
 OFFSET = np.array([636000.123, 849000.456, 400.789])
 MM = 1e-3
-SCENES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "scenes"
+SCENES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "scenes"
 TINY = ["--steps", "30", "--hidden-dim", "32", "--num-hidden-layers", "1", "--batch-size", "500", "--no-checkpoint"]
 
 

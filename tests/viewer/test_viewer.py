@@ -20,7 +20,7 @@ import pytest
 
 import neural_sdf as ns
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 MODEL_A, MODEL_B = DATA / "viewer_a.nsdf", DATA / "viewer_b.nsdf"
 SIZE = "256x192"
 TIMEOUT = 600
