@@ -17,7 +17,10 @@ reference solution to measure the network against:
   differences, to check the layer itself.
 * ``wave`` (paper Sec. 4.3): the 2-D wave equation ``u_tt = c^2 (u_xx + u_yy)`` on [-1, 1]^2 for
   ``t`` in ``[0, T]``, a Gaussian pulse at rest at the origin, ``u = 0`` on the walls. Network
-  input ``(x, y, tau)`` with ``t = (tau + 1) T / 2``. Reference: ``wave_fd_solution``, a
+  input ``(x, y, tau)`` with ``t = (tau + 1) T / 2``. Initial conditions either as loss terms
+  (``initial_condition="penalty"``, the paper's) or built in (``"exact"``: ``u = u0 + g(t) N`` with
+  ``g(0) = g'(0) = 0``). A share ``source_fraction`` of the collocation points lies in the pulse's
+  domain of influence (``|x| <= c t + 3 s``). Reference: ``wave_fd_solution``, a
   second-order leapfrog finite-difference solution computed at two grid spacings to measure its
   own error; ``wave_free_space`` is the exact free-space solution (a Hankel transform) the tests
   compare it with while the pulse is away from the walls.
@@ -232,6 +235,8 @@ class PDEProblem(Protocol):
 
     def residual(self, network: Siren, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def solution(self, network: Siren, coords: torch.Tensor) -> torch.Tensor: ...
+
     def loss(self, network: Siren, batch: PDEBatch) -> tuple[torch.Tensor, dict[str, float]]: ...
 
     def evaluation_set(self, resolution: int) -> EvaluationSet: ...
@@ -280,6 +285,10 @@ class PoissonProblem:
         """Return ``(u (M, 1), residual / scale (M, 1))``."""
         d = taylor_derivatives(network, coords, (0, 1))
         return d.u, poisson_residual(d.second.sum(0), self._source(coords)) / self.residual_scale
+
+    def solution(self, network: Siren, coords: torch.Tensor) -> torch.Tensor:
+        """``u (M, C)``: the network itself."""
+        return network(coords)
 
     def loss(self, network: Siren, batch: PDEBatch) -> tuple[torch.Tensor, dict[str, float]]:
         u, res = self.residual(network, batch.coords)
@@ -385,6 +394,10 @@ class HelmholtzProblem:
         ay = pml_coefficients(coords[:, 1], self.config)
         res = helmholtz_pml_residual(d.u, d.first, d.second, (ax, ay), self.config.wavenumber, self._source(coords))
         return d.u, res / self.residual_scale
+
+    def solution(self, network: Siren, coords: torch.Tensor) -> torch.Tensor:
+        """``u (M, C)``: the network itself."""
+        return network(coords)
 
     def loss(self, network: Siren, batch: PDEBatch) -> tuple[torch.Tensor, dict[str, float]]:
         u, res = self.residual(network, batch.coords)
@@ -583,11 +596,33 @@ class WaveProblem:
         coords = np.concatenate([np.concatenate([xy, np.full((len(xy), 1), t)], axis=1) for t in tau])
         return EvaluationSet(coords, ref.reshape(-1, 1), np.ones(len(coords), bool), (count, resolution, resolution), fine.times, err)
 
+    @property
+    def exact_initial(self) -> bool:
+        """Whether the initial conditions hold by construction (``initial_condition == "exact"``)."""
+        return self.config.initial_condition == "exact"
+
     def sample(self, gen: torch.Generator, like: torch.Tensor) -> PDEBatch:
         c = self.config
         dev, dt = like.device, like.dtype
         inner = torch.rand((c.batch_size, 3), generator=gen, device=dev, dtype=dt) * 2 - 1
+        n_cone = int(round(c.batch_size * c.source_fraction))
+        if n_cone:
+            # The pulse's domain of influence: a disc of radius c t + 3 s around the origin at time t
+            # (the rest of the square is at rest, u = 0, which uniform samples mostly see).
+            t = (inner[:n_cone, 2] + 1.0) * (0.5 * c.duration)
+            radius = c.wave_speed * t + 3.0 * c.pulse_width
+            rho = radius * torch.rand(n_cone, generator=gen, device=dev, dtype=dt).sqrt()
+            phi = torch.rand(n_cone, generator=gen, device=dev, dtype=dt) * (2 * math.pi)
+            disc = torch.stack([rho * torch.cos(phi), rho * torch.sin(phi)], dim=-1).clamp(-1.0, 1.0)
+            inner = torch.cat([torch.cat([disc, inner[:n_cone, 2:]], dim=-1), inner[n_cone:]])
         nb = c.boundary_batch_size
+        if self.exact_initial:
+            # Nothing to enforce at t = 0: every extra point goes on the walls.
+            ts = torch.rand((nb, 1), generator=gen, device=dev, dtype=dt) * 2 - 1
+            coords = torch.cat([inner, torch.cat([_square_boundary(nb, gen, like), ts], dim=-1)])
+            interior = torch.arange(len(coords), device=dev) < c.batch_size
+            values = torch.zeros((len(coords), 1), dtype=dt, device=dev)
+            return PDEBatch(coords, interior, ~interior, torch.zeros_like(interior), values)
         # Half the extra points on the initial plane tau = -1, half on the walls.
         xy = torch.rand((nb, 2), generator=gen, device=dev, dtype=dt) * 2 - 1
         init = torch.cat([xy, -torch.ones((nb, 1), device=dev, dtype=dt)], dim=-1)
@@ -603,11 +638,40 @@ class WaveProblem:
         return PDEBatch(coords, interior, boundary, initial, values)
 
     def _terms(self, network: Siren, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``u``, ``u_t`` and the scaled residual at ``(M, 3)`` points, each ``(M, 1)``."""
         d = taylor_derivatives(network, coords, (0, 1, 2))
         rate = 2.0 / self.config.duration  # dt = (T / 2) dtau
-        lap_xy = d.second[0] + d.second[1]
-        res = wave_residual(rate**2 * d.second[2], lap_xy, self.config.wave_speed) / self.residual_scale
-        return d.u, rate * d.first[2], res
+        if not self.exact_initial:
+            lap_xy = d.second[0] + d.second[1]
+            res = wave_residual(rate**2 * d.second[2], lap_xy, self.config.wave_speed) / self.residual_scale
+            return d.u, rate * d.first[2], res
+        # u = u0 + g(t) N with g = a t^2 / (1 + a t^2), a = c^2 / s^2: g(0) = g'(0) = 0 meets both
+        # initial conditions, g'' (0) = 2 a makes N O(1) where u_tt = c^2 lap u0 at t = 0, and g -> 1
+        # after the pulse's time scale s / c, so that N is O(1) later too (a plain t^2 would make it tiny).
+        g, g1, g2 = self._start_factor(coords)
+        s2 = self.config.pulse_width**2
+        r2 = (coords[:, :2] ** 2).sum(-1, keepdim=True)
+        u0 = torch.exp(-r2 / (2 * s2))
+        lap_u0 = u0 * (r2 / s2 - 2.0) / s2
+        n, n_t, n_tt = d.u, rate * d.first[2], rate**2 * d.second[2]
+        u = u0 + g * n
+        u_t = g1 * n + g * n_t
+        u_tt = g2 * n + 2 * g1 * n_t + g * n_tt
+        lap_xy = lap_u0 + g * (d.second[0] + d.second[1])
+        return u, u_t, wave_residual(u_tt, lap_xy, self.config.wave_speed) / self.residual_scale
+
+    def _start_factor(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``g(t) = a t^2 / (1 + a t^2)`` (``a = c^2 / s^2``) and its first two time derivatives, each ``(M, 1)``."""
+        a = self.residual_scale
+        t = (coords[:, 2:] + 1.0) * (0.5 * self.config.duration)
+        q = 1.0 / (1.0 + a * t * t)
+        return a * t * t * q, 2 * a * t * q * q, 2 * a * (1.0 - 3.0 * a * t * t) * q**3
+
+    def solution(self, network: Siren, coords: torch.Tensor) -> torch.Tensor:
+        """``u (M, 1)`` at ``(M, 3)`` points ``(x, y, tau)`` (the network itself, or the exact-start form)."""
+        if not self.exact_initial:
+            return network(coords)
+        return self._pulse(coords[:, :2]) + self._start_factor(coords)[0] * network(coords)
 
     def residual(self, network: Siren, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(u (M, 1), residual / scale (M, 1))``."""
@@ -659,7 +723,7 @@ def evaluate_network(network: Siren, problem: PDEProblem, coords: np.ndarray, ch
                 u, r = problem.residual(network, x)
                 res.append(r.double().cpu().numpy())
             else:
-                u = network(x)
+                u = problem.solution(network, x)
             sol.append(u.double().cpu().numpy())
     return np.concatenate(sol), (np.concatenate(res) if residuals else None)
 

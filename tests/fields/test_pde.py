@@ -215,3 +215,35 @@ def test_pde_command_bad_input(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_wave_exact_start_meets_the_initial_conditions_and_its_residual_matches_autograd():
+    # u = u0 + g(t) N: u(x, 0) = u0, u_t(x, 0) = 0 for any network, and the hand-derived u_t and
+    # residual equal autograd's of the same u (float64).
+    problem = WaveProblem(PDEConfig(initial_condition="exact"))
+    torch.manual_seed(0)
+    net = build_network("sine", SirenConfig(hidden_dim=32, num_hidden_layers=2), 3, 1, 24).double()
+    x = (torch.rand(64, 3, dtype=torch.float64) * 2 - 1).requires_grad_(True)
+    u, u_t, res = problem._terms(net, x)
+    full = problem.solution(net, x)
+    torch.testing.assert_close(u, full)
+    rate = 2.0 / problem.config.duration
+    g = gradient(full, x)
+    torch.testing.assert_close(u_t, rate * g[:, 2:])
+    second = [torch.autograd.grad(g[:, d].sum(), x, create_graph=True)[0][:, d : d + 1] for d in range(3)]
+    expected = (rate**2 * second[2] - problem.config.wave_speed**2 * (second[0] + second[1])) / problem.residual_scale
+    torch.testing.assert_close(res, expected)
+    start = x.detach().clone()
+    start[:, 2] = -1.0
+    u0, v0, _ = problem._terms(net, start)
+    torch.testing.assert_close(u0, problem._pulse(start[:, :2]))
+    torch.testing.assert_close(v0, torch.zeros_like(v0))
+
+
+def test_wave_cone_samples_lie_in_the_domain_of_influence():
+    config = PDEConfig(batch_size=400, boundary_batch_size=50, source_fraction=0.5)
+    batch = WaveProblem(config).sample(torch.Generator().manual_seed(0), torch.zeros(()))
+    cone = batch.coords[:200]
+    t = (cone[:, 2] + 1) * config.duration / 2
+    assert torch.all(cone[:, :2].norm(dim=1) <= config.wave_speed * t + 3 * config.pulse_width + 1e-6)
+    assert bool(batch.interior[:400].all()) and int(batch.initial.sum()) == 50 and int(batch.boundary.sum()) == 50
