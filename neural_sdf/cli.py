@@ -82,6 +82,22 @@ def _parser_flags(parser: argparse.ArgumentParser) -> set:
     return found
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not what it was when the command
+    started (a caller that swaps stderr, such as a test's capture, may close the old one)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # the base class sets it; sys.stderr is always used
+        pass
+
+
 class _FlagFormatter(logging.Formatter):
     """Log lines of the library in the command's words (``flag_text``); the records stay as they are."""
 
@@ -830,10 +846,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet = getattr(args, "quiet", False)
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="neural-sdf: %(message)s", stream=sys.stderr, force=True)
     flags = _parser_flags(parser)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(_FlagFormatter("neural-sdf: %(message)s", flags))
+    handler = _StderrHandler()
+    handler.setFormatter(_FlagFormatter("neural-sdf: %(message)s", flags))
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler], force=True)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

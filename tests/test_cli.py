@@ -330,3 +330,20 @@ def test_library_parameters_are_said_as_flags():
     }
     for library, command in cases.items():
         assert flag_text(library, flags) == command
+
+
+def test_log_lines_follow_stderr_after_the_command(monkeypatch) -> None:
+    # The CLI's log handler must not keep the stderr it started with: a caller that swaps stderr
+    # (a test's capture) closes it, and later library log lines then failed with "I/O operation on
+    # closed file" tracebacks.
+    import io
+    import logging
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    assert main(["reconstruct", "/nonexistent/cloud.ply", "-o", "/nonexistent/out.ply"]) == 2
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("neural_sdf.cleanup").warning("after the command")
+    assert second.getvalue() == "neural-sdf: after the command\n"
