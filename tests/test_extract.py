@@ -8,7 +8,7 @@ import torch
 from conftest import analytic_sphere_sdf
 
 from neural_sdf.config import ExtractConfig
-from neural_sdf.extract import evaluate_grid, extract_mesh, marching_cubes, remove_stray_components
+from neural_sdf.extract import evaluate_grid, extract_mesh, marching_cubes, near_input, remove_stray_components
 from neural_sdf.geometry import Mesh, Normalization
 from neural_sdf.sampling import make_grid
 
@@ -215,3 +215,15 @@ def test_point_spacing_of_a_regular_grid() -> None:
     g = np.stack(np.meshgrid(*[np.arange(10) * 0.25] * 3, indexing="ij"), -1).reshape(-1, 3)
     assert point_spacing(g) == pytest.approx(0.25)
     assert point_spacing(g, max_points=100) == pytest.approx(0.25)
+
+
+def test_trimming_reach_of_isolated_points_is_capped() -> None:
+    # 2,500 points on a 0.02 grid (local spacing 0.02) and one isolated point 1 unit away (local
+    # spacing about 0.5): uncapped, it supports everything within 3 x 0.5 of it; trimming caps
+    # each point's spacing at the cloud's 99th percentile (0.02 here), so it supports 3 x 0.02.
+    g = np.stack(np.meshgrid(np.arange(50), np.arange(50), indexing="ij"), -1).reshape(-1, 2) * 0.02
+    points = np.concatenate([np.column_stack([g, np.zeros(len(g))]), [[0.5, 0.5, 1.0]]])
+    vertex = np.array([[0.5, 0.5, 1.5]])  # 0.5 from the isolated point
+    assert near_input(vertex, points, 3.0)[0]
+    assert not near_input(vertex, points, 3.0, cap_quantile=0.99)[0]
+    assert near_input(np.array([[0.5, 0.5, 1.05]]), points, 3.0, cap_quantile=0.99)[0]
