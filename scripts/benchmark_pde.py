@@ -4,11 +4,12 @@ against the relu, relu-pe, relu-ff and tanh baselines; tabulate errors and time.
 The SIREN paper (Sec. 4.3, Fig. 5) reports Helmholtz errors far lower for SIREN than for ReLU
 (whose second derivatives vanish) and tanh. Each row runs ``solve_pde`` with the preset of
 ``--quality`` and only the activation changed (same network size, steps, batches and optimizer;
-the seconds are in the table). Writes ``scripts/results/pde_<quality>.json``
-(``_results.write_results``), ``error_<problem>.png`` (error over time per activation) and each
+the seconds are in the table). Writes ``scripts/results/pde_<quality>.json``, or
+``pde_<quality>_<steps>steps.json`` when ``--steps`` shortens the budget (``_results.write_results``), ``error_<problem>.png`` (error over time per activation) and each
 run's outputs under ``--out``.
 
     python scripts/benchmark_pde.py --problems helmholtz --quality default --threads 1 --out out/pde
+    python scripts/benchmark_pde.py --problems helmholtz --steps 1000 --threads 1 --out out/pde_1000
 """
 
 import argparse
@@ -51,7 +52,8 @@ def main() -> None:
             curves[act] = r.curve
             print(f"{problem:9s} {act:8s} error {r.relative_error:.4f} residual {r.residual_rms:.4f} {r.steps} steps ({r.seconds:.0f} s)", flush=True)
         plot_curves(curves, args.out / f"error_{problem}.png", f"{problem}, --quality {args.quality}", "relative L2 error", log=True)
-    write_results(RESULTS_DIR / f"pde_{args.quality}.json", {
+    name = f"pde_{args.quality}_{args.steps}steps.json" if args.steps else f"pde_{args.quality}.json"
+    write_results(RESULTS_DIR / name, {
         "command": "scripts/benchmark_pde.py " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads(), "runs": runs})
 
 

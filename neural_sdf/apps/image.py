@@ -11,7 +11,7 @@ Settings come from a ``--quality`` preset (``presets.image_preset``).
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from .._typing import Device, PathLike
 from ..config import ImageConfig, SirenConfig, TrainConfig, config_to_dict
 from ..fields.image import (
     FieldDerivatives,
+    LaplacianBlur,
     evaluate_field,
     field_derivatives,
     image_targets,
@@ -50,7 +51,7 @@ from ._common import (
 )
 from .presets import image_preset
 
-__all__ = ["ImageFitResult", "fit_image", "aligned_psnr", "write_image_outputs", "EVAL_PIXELS"]
+__all__ = ["ImageFitResult", "fit_image", "AlignedPSNR", "aligned_psnr", "write_image_outputs", "EVAL_PIXELS"]
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,11 @@ class ImageFitResult:
     Attributes:
         network: the fitted field ``(M, 2) -> (M, C)`` (network units, see ``fields.image``).
         image: ``(H, W, C)`` target in [0, 1] (after any downscaling).
-        reconstruction: ``(H, W, C)`` fitted image in [0, 1] (clipped; shifted by ``offset``).
-        psnr: dB of ``reconstruction`` against ``image``.
+        reconstruction: ``(H, W, C)`` fitted image in [0, 1] (clipped; shifted by ``offset`` and ``ramp``).
+        psnr: dB of ``reconstruction`` against ``image`` (see ``aligned_psnr``: for Laplacian
+            supervision after removing the affine ramp, which a Laplacian cannot see).
         offset: ``(C,)`` constant added to the raw fit before measuring: 0 for value supervision;
-            for gradient / Laplacian supervision the mean difference, the constant they cannot see.
+            for gradient / Laplacian supervision the least-squares constant they cannot see.
         curve: ``[(step, seconds, psnr_db)]`` at step 0, every ``eval_every`` steps and at the end
             (during the fit on ``EVAL_PIXELS`` pixels; the last entry on all of them).
         derivatives: gradient and Laplacian of the fitted function at every pixel.
@@ -77,6 +79,8 @@ class ImageFitResult:
         steps: optimizer steps taken (fewer than planned when ``target_psnr`` was reached).
         siren: the network config used.
         info: JSON-able record of the settings.
+        ramp: ``(C, 2)`` slopes along (row, col) added before measuring (Laplacian supervision only; else 0).
+        psnr_constant_only: dB after removing the constant only (equal to ``psnr`` except for Laplacians).
     """
 
     network: Siren
@@ -90,21 +94,70 @@ class ImageFitResult:
     steps: int
     siren: SirenConfig
     info: dict[str, Any] = field(default_factory=dict)
+    ramp: Optional[np.ndarray] = None
+    psnr_constant_only: Optional[float] = None
 
 
-def aligned_psnr(raw: np.ndarray, image: np.ndarray, supervise: str) -> tuple[float, np.ndarray, np.ndarray]:
-    """PSNR of a raw fit ``(..., C)`` against ``image`` after the allowed constant shift and clipping.
+class AlignedPSNR(NamedTuple):
+    """PSNR of a derivative-supervised fit after removing what its supervision cannot see.
+
+    Attributes:
+        psnr: dB after removing ``offset`` and ``ramp`` and clipping to [0, 1].
+        psnr_constant_only: dB after removing the per-channel constant only (equal to ``psnr``
+            unless the ramp is removed).
+        offset: ``(C,)`` constant added to the raw fit: 0 for values, the least-squares constant
+            for gradients and Laplacians.
+        ramp: ``(C, 2)`` slopes along (row, col) normalized coordinates added to the raw fit: 0
+            except for Laplacians (the affine ramp ``a + b r + c col``, harmonic, is invisible to
+            a Laplacian).
+        reconstruction: aligned fit in [0, 1], shaped like the image.
+    """
+
+    psnr: float
+    psnr_constant_only: float
+    offset: np.ndarray
+    ramp: np.ndarray
+    reconstruction: np.ndarray
+
+
+def aligned_psnr(raw: np.ndarray, image: np.ndarray, supervise: str, coords: Optional[np.ndarray] = None) -> AlignedPSNR:
+    """PSNR of a raw fit ``(..., C)`` against ``image`` after the allowed shift and clipping.
+
+    Values: nothing removed. Gradients: the per-channel constant (least squares). Laplacians:
+    the per-channel affine ramp ``a + b r + c col`` (least squares over the pixels), the
+    lowest-order harmonic functions; the constant-only number is reported beside it.
+
+    Args:
+        raw: ``(..., C)`` fit in image units.
+        image: target shaped like ``raw``, in [0, 1].
+        supervise: ``values``, ``gradient`` or ``laplacian``.
+        coords: ``(..., 2)`` normalized (row, col) coordinates of the pixels of ``raw``; None:
+            ``raw`` is a whole ``(H, W, C)`` image (``fields.image.pixel_coords``).
 
     Returns:
-        ``(psnr_db, offset (C,), aligned reconstruction in [0, 1], shaped like image)``.
+        ``AlignedPSNR``.
     """
     c = image.shape[-1]
+    res = (image - raw).reshape(-1, c)
+    zero_ramp = np.zeros((c, 2))
     if supervise == "values":
-        offset = np.zeros(c)
-    else:
-        offset = (image - raw).reshape(-1, c).mean(axis=0)
-    rec = np.clip(raw + offset, 0.0, 1.0)
-    return _psnr(rec, image), offset, rec
+        rec = np.clip(raw, 0.0, 1.0)
+        value = _psnr(rec, image)
+        return AlignedPSNR(value, value, np.zeros(c), zero_ramp, rec)
+    offset = res.mean(axis=0)
+    rec0 = np.clip(raw + offset, 0.0, 1.0)
+    constant_only = _psnr(rec0, image)
+    if supervise != "laplacian":
+        return AlignedPSNR(constant_only, constant_only, offset, zero_ramp, rec0)
+    if coords is None:
+        h, w = image.shape[:2]
+        rr, cc = np.meshgrid(np.linspace(-1.0, 1.0, h), np.linspace(-1.0, 1.0, w), indexing="ij")
+        coords = np.stack([rr, cc], axis=-1)
+    xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    basis = np.concatenate([np.ones((xy.shape[0], 1)), xy], axis=1)
+    coef = np.linalg.lstsq(basis, res, rcond=None)[0]  # (3, C)
+    rec = np.clip(raw + (basis @ coef).reshape(raw.shape), 0.0, 1.0)
+    return AlignedPSNR(_psnr(rec, image), constant_only, coef[0], coef[1:].T.copy(), rec)
 
 
 def fit_image(
@@ -158,11 +211,16 @@ def fit_image(
     dtype = resolve_precision(config.precision, device) if values_only else torch.float32
     coords = pixel_coords(h, w, device)
     targets = image_targets(image, device, derivatives=not values_only)
+    blur = None
+    if config.supervise == "laplacian" and preset.laplacian_blur is not None:
+        start, end, fraction = preset.laplacian_blur
+        # The preset's blurs are for 256 pixels a side; a smaller image starts at 1/8 of its side.
+        blur = LaplacianBlur(min(start, max(h, w) / 8), end, max(1, round(fraction * train.steps)))
 
     def make_step(net: Siren):  # noqa: ANN202
         return make_image_step(
             net, coords, targets, config.supervise, config.batch_size, train.seed, forward=make_forward(net, dtype),
-            derivatives=taylor_derivatives,
+            derivatives=taylor_derivatives, laplacian_blur=blur, shape=(h, w),
         )
 
     # PSNR during the fit: every pixel up to EVAL_PIXELS, else a fixed sample (seeded).
@@ -174,10 +232,11 @@ def fit_image(
         eval_idx = np.sort(np.random.default_rng(train.seed).choice(n, EVAL_PIXELS, replace=False))
         eval_target = image.reshape(n, c)[eval_idx]
     eval_coords = coords if eval_idx is None else coords[torch.as_tensor(eval_idx, device=coords.device)]
+    eval_xy = eval_coords.double().cpu().numpy()
 
     def measure() -> float:
         raw = (evaluate_field(network, eval_coords).double().cpu().numpy() + 1.0) / 2.0
-        return aligned_psnr(raw, eval_target, config.supervise)[0]
+        return aligned_psnr(raw, eval_target, config.supervise, eval_xy).psnr
 
     batch = min(config.batch_size or n, n)
     step_seconds = time_steps(make_step, network, train.lr)
@@ -199,7 +258,8 @@ def fit_image(
         keep_best=True,
     )
     network.eval()
-    value, offset, rec = aligned_psnr(render_image(network, h, w), image, config.supervise)
+    aligned = aligned_psnr(render_image(network, h, w), image, config.supervise)
+    value = aligned.psnr
     # The last point: the final PSNR on every pixel (unless an earlier, better state was kept).
     curve = run.curve[:-1] + [(run.curve[-1][0], run.curve[-1][1], value)] if run.best_step == run.steps else run.curve
     derivs = field_derivatives(network, h, w) if (derivatives or output_dir is not None) else None
@@ -209,10 +269,20 @@ def fit_image(
         "width": w,
         "channels": c,
         "image": config_to_dict(config),
+        "laplacian_blur": blur._asdict() if blur is not None else None,
         **run_record(run, network, train, quality=quality, expected=expected, dtype=dtype),
     }
-    log.info("%s: PSNR %.2f dB after %d steps (%.1f s)", name, value, run.steps, run.seconds)
-    out = ImageFitResult(network, image, rec, value, offset, curve, derivs, run.seconds, run.steps, network.config, info)
+    if config.supervise == "laplacian":
+        log.info(
+            "%s: PSNR %.2f dB after removing the affine ramp, %.2f dB after removing the constant only; %d steps (%.1f s)",
+            name, value, aligned.psnr_constant_only, run.steps, run.seconds,
+        )
+    else:
+        log.info("%s: PSNR %.2f dB after %d steps (%.1f s)", name, value, run.steps, run.seconds)
+    out = ImageFitResult(
+        network, image, aligned.reconstruction, value, aligned.offset, curve, derivs, run.seconds, run.steps, network.config,
+        info, ramp=aligned.ramp, psnr_constant_only=aligned.psnr_constant_only,
+    )
     if output_dir is not None:
         write_image_outputs(out, output_dir)
     return out
@@ -269,11 +339,15 @@ def write_image_outputs(result: ImageFitResult, output_dir: PathLike) -> Path:
     write_json(
         {
             "psnr": result.psnr,
+            "psnr_constant_only": result.psnr_constant_only if result.psnr_constant_only is not None else result.psnr,
             "offset": result.offset.tolist(),
+            "ramp": result.ramp.tolist() if result.ramp is not None else None,
             "steps": result.steps,
             "seconds": result.seconds,
             "psnr_definition": "dB over all pixels and channels, images in [0, 1], fit clipped to [0, 1]; "
-            "gradient/Laplacian fits first shifted by the per-channel mean difference (the constant they cannot see)",
+            "gradient fits first shifted by the per-channel mean difference (the constant they cannot see), Laplacian "
+            "fits by the per-channel least-squares affine ramp a + b row + c col (harmonic: a Laplacian cannot see it; "
+            "psnr_constant_only: the constant only)",
             **result.info,
         },
         out / "metrics.json",

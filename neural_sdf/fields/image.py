@@ -26,6 +26,9 @@ __all__ = [
     "evaluate_field",
     "FieldDerivatives",
     "field_derivatives",
+    "LaplacianBlur",
+    "laplacian_blur_at",
+    "blur_laplacians",
 ]
 
 Supervision = Literal["values", "gradient", "laplacian"]
@@ -82,6 +85,59 @@ def image_targets(
         return torch.as_tensor(a.reshape(h * w, *a.shape[2:]), dtype=dtype, device=device)
 
     return ImageTargets(t(v), t(grads), t(lap))
+
+
+class LaplacianBlur(NamedTuple):
+    """Coarse-to-fine schedule of the Laplacian target: a Gaussian blur of it, in pixels.
+
+    The blur shrinks geometrically from ``start`` at step 0 to ``end`` at step ``steps`` and stays
+    there. Why: an image's Laplacian weights its Fourier modes by ``|k|^2``, so a loss on it weights
+    them by ``|k|^4``; a sharp photograph's Laplacian is dominated by pixel-scale detail, and the
+    few cycles per image that carry most of the PSNR get almost no gradient (measured on the
+    256 x 256 ``camera``: 11.2 dB after 200 steps of the raw target, flat). A blurred target has
+    only the modes up to about ``1 / sigma``, so the coarse ones are fitted first, then the finer
+    ones. Blurring the Laplacian is the Laplacian of the blurred image, so only the Laplacian is
+    used.
+
+    Attributes:
+        start: blur at step 0 (pixels, > 0).
+        end: final blur (pixels, >= 0; 0 is the raw 3-point Laplacian).
+        steps: steps over which the blur shrinks (>= 1).
+        levels: distinct blurs along the way (each computed once).
+    """
+
+    start: float
+    end: float
+    steps: int
+    levels: int = 48
+
+
+def laplacian_blur_at(schedule: LaplacianBlur, step: int) -> float:
+    """Blur (pixels) of the Laplacian target at ``step``, on the schedule's grid of ``levels`` values."""
+    if not (schedule.start > 0 and schedule.end >= 0 and schedule.steps >= 1 and schedule.levels >= 1):
+        raise ValueError(f"schedule needs start > 0, end >= 0, steps >= 1 and levels >= 1, got {schedule}")
+    level = min(schedule.levels, int(schedule.levels * min(step, schedule.steps) / schedule.steps))
+    if level == schedule.levels:
+        return float(schedule.end)
+    # Geometric from start towards max(end, 0.25 px); the last level is ``end`` itself.
+    floor = max(schedule.end, 0.25)
+    return float(schedule.start * (floor / schedule.start) ** (level / schedule.levels))
+
+
+def blur_laplacians(laplacians: torch.Tensor, height: int, width: int, sigma: float) -> torch.Tensor:
+    """Gaussian blur (``sigma`` pixels, reflecting borders) of ``(H * W, C)`` per-pixel targets; same shape, dtype, device.
+
+    With reflecting borders the blurred 3-point Laplacian is the 3-point Laplacian of the blurred
+    (mirror-extended) image.
+    """
+    if sigma <= 0:
+        return laplacians
+    from scipy import ndimage
+
+    c = laplacians.shape[1]
+    a = laplacians.detach().double().cpu().numpy().reshape(height, width, c)
+    out = np.stack([ndimage.gaussian_filter(a[:, :, ch], sigma, mode="reflect") for ch in range(c)], axis=-1)
+    return torch.as_tensor(out.reshape(height * width, c), dtype=laplacians.dtype, device=laplacians.device)
 
 
 def _laplacians(jac: torch.Tensor, coords: torch.Tensor, create_graph: bool) -> torch.Tensor:
@@ -147,23 +203,40 @@ def make_image_step(
     seed: int,
     forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     derivatives: Optional[DerivativesFn] = None,
+    laplacian_blur: Optional[LaplacianBlur] = None,
+    shape: Optional[tuple[int, int]] = None,
 ) -> StepFn:
     """Return a ``StepFn`` fitting every pixel (``batch_size`` 0 or >= N) or a per-step random subset.
 
     ``forward`` replaces ``network``'s own forward pass when fitting values (e.g. the
     mixed-precision pass of ``apps._common.make_forward``); ``derivatives`` computes input
-    derivatives for gradient / Laplacian supervision (see ``image_loss``).
+    derivatives for gradient / Laplacian supervision (see ``image_loss``). ``laplacian_blur``
+    (Laplacian supervision only; needs the image ``shape`` ``(H, W)``): fit the blurred Laplacian
+    of ``LaplacianBlur``'s schedule instead of the raw one.
     """
     n = coords.shape[0]
     fn = forward if (forward is not None and supervise == "values") else network
+    if laplacian_blur is not None and supervise == "laplacian" and (shape is None or shape[0] * shape[1] != n):
+        raise ValueError(f"laplacian_blur needs the image shape (H, W) with H * W = {n}, got {shape}")
+    blurred: dict[float, torch.Tensor] = {}
+
+    def step_targets(step: int) -> ImageTargets:
+        if laplacian_blur is None or supervise != "laplacian":
+            return targets
+        sigma = laplacian_blur_at(laplacian_blur, step)
+        if sigma not in blurred:
+            blurred.clear()  # the schedule only shrinks: keep one level
+            blurred[sigma] = blur_laplacians(targets.laplacians, shape[0], shape[1], sigma)
+        return targets._replace(laplacians=blurred[sigma])
 
     def step_fn(step: int) -> dict[str, float]:
+        current = step_targets(step)
         if batch_size and batch_size < n:
             idx = torch.randint(n, (batch_size,), generator=step_generator(seed, step, coords.device), device=coords.device)
-            batch = ImageTargets(targets.values[idx], targets.gradients[idx], targets.laplacians[idx])
+            batch = ImageTargets(current.values[idx], current.gradients[idx], current.laplacians[idx])
             loss, terms = image_loss(fn, coords[idx], batch, supervise, derivatives)
         else:
-            loss, terms = image_loss(fn, coords, targets, supervise, derivatives)
+            loss, terms = image_loss(fn, coords, current, supervise, derivatives)
         loss.backward()
         return {"loss": float(loss.detach()), **terms}
 
