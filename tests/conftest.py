@@ -7,6 +7,7 @@
   with a reason otherwise).
 """
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -112,3 +113,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def process_stats() -> list[tuple[int, list[str]]]:
+    """Live processes (Linux /proc): ``(pid, fields)``, ``fields`` the ``/proc/PID/stat`` entries
+    after the command name (``fields[0]`` the state, ``[1]`` the parent, ``[3]`` the session)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                out.append((int(entry), fh.read().rsplit(")", 1)[1].split()))
+        except OSError:
+            continue
+    return out

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from conftest import process_stats
 
 from neural_sdf.batch import BatchItem, apply_overrides, expand_inputs, reconstruct_batch, settings_hash
 from neural_sdf.cli import main
@@ -80,18 +81,7 @@ def _run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProce
 
 def _children(pid: int) -> list[int]:
     """Child process ids of ``pid`` (Linux /proc)."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(entry))
-    return kids
+    return [child for child, fields in process_stats() if int(fields[1]) == pid]
 
 
 def _cmdline(pid: int) -> str:

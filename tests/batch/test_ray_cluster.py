@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from conftest import process_stats
 
 from neural_sdf.cli import main
 from neural_sdf.geometry import Mesh
@@ -57,18 +58,7 @@ def _ray_cli() -> list[str]:
 
 def _session_pids(sid: int) -> list[int]:
     """Live processes of session ``sid`` (Linux /proc): the head's daemons and their workers."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids
+    return [pid for pid, fields in process_stats() if pid != os.getpid() and int(fields[3]) == sid and fields[0] != "Z"]
 
 
 def _stop_session(sid: int, grace: float = 2.0) -> None:
