@@ -45,6 +45,15 @@ def _as_points(name: str, value: ArrayLike, allow_empty: bool = True) -> FloatAr
     return arr
 
 
+def _as_vector3(name: str, value: ArrayLike, nonzero: bool = False) -> FloatArray:
+    """``value`` as a ``(3,)`` float64 vector of finite numbers (not all zero with ``nonzero``)."""
+    vec = np.asarray(value, dtype=np.float64).reshape(-1)
+    if vec.shape != (3,) or not np.all(np.isfinite(vec)) or (nonzero and not vec.any()):
+        what = "3 finite numbers, not all zero" if nonzero else "3 finite numbers"
+        raise ValueError(f"{name} must be {what}, got {np.asarray(value).shape}")
+    return vec
+
+
 @dataclass
 class PointCloud:
     """An oriented or unoriented point cloud, with optional per-point attributes and sensor position.
@@ -85,14 +94,9 @@ class PointCloud:
             attributes[str(name)] = arr
         self.attributes = attributes
         if self.viewpoint is not None:
-            viewpoint = np.asarray(self.viewpoint, dtype=np.float64).reshape(-1)
-            if viewpoint.shape != (3,) or not np.all(np.isfinite(viewpoint)):
-                raise ValueError(f"viewpoint must be 3 finite numbers, got {np.asarray(self.viewpoint).shape}")
-            self.viewpoint = viewpoint
+            self.viewpoint = _as_vector3("viewpoint", self.viewpoint)
         if self.up is not None:
-            up = np.asarray(self.up, dtype=np.float64).reshape(-1)
-            if up.shape != (3,) or not np.all(np.isfinite(up)) or np.linalg.norm(up) == 0:
-                raise ValueError(f"up must be 3 finite numbers, not all zero, got {np.asarray(self.up).shape}")
+            up = _as_vector3("up", self.up, nonzero=True)
             self.up = up / np.linalg.norm(up)
 
     def __len__(self) -> int:

@@ -19,7 +19,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .geometry import PointCloud
+from .geometry import PointCloud, _as_vector3
 
 __all__ = [
     "estimate_normals",
@@ -221,10 +221,11 @@ def orient_normals(
     sub_idx = np.arange(n) if n <= max_points else np.sort(rng.choice(n, max_points, replace=False))
     sub_pts = points[sub_idx]
     sub_normals, labels = _mst_orient(sub_pts, normals[sub_idx], num_neighbors, tangent_weight)
+    vertical = None if up is None else _as_vector3("up", up, nonzero=True)
     for c in range(int(labels.max()) + 1):
         members = labels == c
-        if up is not None:
-            flip = float(np.sum(sub_normals[members] @ np.asarray(up, dtype=np.float64))) < 0
+        if vertical is not None:
+            flip = float(np.sum(sub_normals[members] @ vertical)) < 0
         else:
             flip = members.sum() >= 8 and outward_fraction(sub_pts[members], sub_normals[members], seed=seed) < 0.5
         if flip:
@@ -252,11 +253,9 @@ def orient_towards(points: np.ndarray, normals: np.ndarray, viewpoint: np.ndarra
     """
     points = np.asarray(points, dtype=np.float64)
     normals = np.asarray(normals, dtype=np.float64)
-    view = np.asarray(viewpoint, dtype=np.float64).reshape(-1)
     if points.ndim != 2 or points.shape[1] != 3 or normals.shape != points.shape:
         raise ValueError(f"points and normals must both be (N, 3), got {points.shape} and {normals.shape}")
-    if view.shape != (3,) or not np.all(np.isfinite(view)):
-        raise ValueError(f"viewpoint must be 3 finite numbers, got {np.asarray(viewpoint).shape}")
+    view = _as_vector3("viewpoint", viewpoint)
     away = np.einsum("ij,ij->i", view - points, normals) < 0
     return np.where(away[:, None], -normals, normals)
 
