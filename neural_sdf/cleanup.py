@@ -511,13 +511,17 @@ def _merge(clouds: list[PointCloud], name: str) -> PointCloud:
         values = [c.attributes.get(key) for c in clouds]
         if all(v is not None and v.shape[1:] == first.shape[1:] for v in values):
             attributes[key] = np.concatenate(values)
-    views = [c.viewpoint for c in clouds]
-    viewpoint = views[0] if all(v is not None and np.array_equal(v, views[0]) for v in views) else None
-    if viewpoint is None and any(v is not None for v in views):
+    viewpoint = _shared_vector([c.viewpoint for c in clouds])
+    if viewpoint is None and any(c.viewpoint is not None for c in clouds):
         log.info("%s: the inputs do not share one sensor position; merged without a viewpoint", name)
-    ups = [c.up for c in clouds]
-    up = ups[0] if all(u is not None and np.array_equal(u, ups[0]) for u in ups) else None
+    up = _shared_vector([c.up for c in clouds])
     return PointCloud(np.concatenate([c.points for c in clouds]), normals, attributes, viewpoint, up)
+
+
+def _shared_vector(values: list[Optional[np.ndarray]]) -> Optional[np.ndarray]:
+    """The vector every input gives, or None when one gives none or they differ."""
+    first = values[0]
+    return first if all(v is not None and np.array_equal(v, first) for v in values) else None
 
 
 def prepare_cloud(
