@@ -6,24 +6,36 @@ README's "Data" section); scripts that need them stop with a clear message when 
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import neural_sdf as ns
+
+if TYPE_CHECKING:
+    import open3d as o3d
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHAPES_DIR = SHARED_DATA / "shapes"
 VIDEO_DIR = SHARED_DATA / "video"
 
 
+def poisson_mesh(pcd: "o3d.geometry.PointCloud", depth: int = 9, trim_quantile: float = 0.05) -> tuple[ns.Mesh, ns.Mesh]:
+    """Open3D screened Poisson on an oriented Open3D cloud: (trimmed, untrimmed) meshes, the trimmed
+    one without the vertices whose density is in the lowest ``trim_quantile``."""
+    import open3d as o3d
+
+    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth)
+    full = ns.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.triangles, dtype=np.int64))
+    dens = np.asarray(dens)
+    mesh.remove_vertices_by_mask(dens < np.quantile(dens, trim_quantile))
+    return ns.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.triangles, dtype=np.int64)), full
+
+
 def poisson(cloud: ns.PointCloud, depth: int = 9, trim_quantile: float = 0.05) -> ns.Mesh:
-    """Open3D screened Poisson on an oriented cloud, with the common density trim (the vertices
-    whose density is in the lowest ``trim_quantile`` are removed)."""
+    """Open3D screened Poisson on an oriented cloud, with the common density trim (``poisson_mesh``)."""
     import open3d as o3d
 
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
     pcd.normals = o3d.utility.Vector3dVector(cloud.normals)
-    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth)
-    dens = np.asarray(dens)
-    mesh.remove_vertices_by_mask(dens < np.quantile(dens, trim_quantile))
-    return ns.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.triangles, dtype=np.int64))
+    return poisson_mesh(pcd, depth, trim_quantile)[0]

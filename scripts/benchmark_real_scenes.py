@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import write_results
-from _shared import SHARED_DATA
+from _shared import SHARED_DATA, poisson_mesh
 
 import neural_sdf as ns
 from neural_sdf.extract import connected_components
@@ -59,11 +59,7 @@ def poisson_towards(cloud: ns.PointCloud, viewpoint: np.ndarray, depth: int = 9)
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
     pcd.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(30))
     pcd.orient_normals_towards_camera_location(np.asarray(viewpoint, dtype=np.float64))
-    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth)
-    full = ns.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.triangles, dtype=np.int64))
-    dens = np.asarray(dens)
-    mesh.remove_vertices_by_mask(dens < np.quantile(dens, 0.05))
-    return ns.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.triangles, dtype=np.int64)), full
+    return poisson_mesh(pcd, depth, 0.05)
 
 
 def render(mesh: ns.Mesh, path: Path, camera_frame: bool) -> None:
