@@ -150,9 +150,7 @@ def aligned_psnr(raw: np.ndarray, image: np.ndarray, supervise: str, coords: Opt
     if supervise != "laplacian":
         return AlignedPSNR(constant_only, constant_only, offset, zero_ramp, rec0)
     if coords is None:
-        h, w = image.shape[:2]
-        rr, cc = np.meshgrid(np.linspace(-1.0, 1.0, h), np.linspace(-1.0, 1.0, w), indexing="ij")
-        coords = np.stack([rr, cc], axis=-1)
+        coords = pixel_coords(*image.shape[:2], dtype=torch.float64).numpy()
     xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
     basis = np.concatenate([np.ones((xy.shape[0], 1)), xy], axis=1)
     coef = np.linalg.lstsq(basis, res, rcond=None)[0]  # (3, C)
