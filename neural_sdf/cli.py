@@ -161,7 +161,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
         "--quality", choices=["fast", "default", "high"], default="default",
         help="preset trading time for detail (scripts/README.md: quality table); explicit flags override it (default: default)",
     )
-    _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "warmup_steps", "seed", "checkpoint_every", "step_impl"], title="training (defaults: --quality default)", defaults=default_sdf_train())
+    _add_config_args(p, TrainConfig, only=["steps", "lr", "lr_final_ratio", "warmup_steps", "seed", "checkpoint_every", "step_impl", "precision"], title="training (defaults: --quality default)", defaults=default_sdf_train())
     _add_config_args(p, SirenConfig, only=["hidden_dim", "num_hidden_layers", "w0_first", "w0"], title="network (sparse clouds get a lower first-layer w0, down to the paper's 30, unless --w0-first is given)", defaults=default_sdf_siren())
     _add_config_args(p, SamplingConfig, title="sampling", defaults=default_sdf_sampling())
     _add_config_args(p, LossWeights, prefix="weight", title="loss weights (the paper's, except the normal weight: 300 for normals given with the input, the paper's 100 for estimated ones unless --weight-normal is given)", defaults=default_sdf_weights())

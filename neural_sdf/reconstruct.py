@@ -135,7 +135,7 @@ def fit_prepared(
         signs = sign_grid(normalization.to_normalized(cloud.points), cloud.normals, device=device)
     step_fn = make_sdf_step(
         network, points, normals, options.sampling, options.weights, options.train.seed, options.train.step_impl,
-        **normal_free, signs=signs,
+        **normal_free, signs=signs, precision=options.train.precision,
     )
     optimizer = torch.optim.Adam(network.parameters(), lr=options.train.lr)
     fingerprint = _fingerprint(cloud, options)
@@ -156,7 +156,7 @@ def fit_prepared(
                 network = Siren(options.siren).to(device)
                 step_fn = make_sdf_step(
                     network, points, normals, options.sampling, options.weights, options.train.seed, options.train.step_impl,
-                    **normal_free, signs=signs,
+                    **normal_free, signs=signs, precision=options.train.precision,
                 )
                 optimizer = torch.optim.Adam(network.parameters(), lr=options.train.lr)
 

@@ -44,6 +44,8 @@ def main() -> None:
     p.add_argument("--lr-final-ratio", type=float, default=None)
     p.add_argument("--warmup-steps", type=int, default=None)
     p.add_argument("--w0", type=float, default=None, help="hidden layers' w0")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+                   help="hidden products of the fused step (default: the recipe's, auto)")
     p.add_argument("--seed", type=int, default=None, help="training seed (the cloud is always sampled with seed 0)")
     p.add_argument("--off-surface-ratio", type=float, default=None)
     p.add_argument("--near-surface-ratio", type=float, default=None)
@@ -64,7 +66,8 @@ def main() -> None:
                              w0=a.w0),
         weights=replace_given(o.weights, normal=a.weight_normal, surface=a.weight_surface),
         train=replace_given(o.train, steps=a.steps, lr=a.lr, lr_final_ratio=a.lr_final_ratio,
-                            warmup_steps=a.warmup_steps, seed=a.seed, checkpoint_every=0),
+                            warmup_steps=a.warmup_steps, seed=a.seed, checkpoint_every=0,
+                            precision=a.precision),
         sampling=replace_given(o.sampling, batch_size=a.batch_size, off_surface_ratio=a.off_surface_ratio,
                       near_surface_ratio=a.near_surface_ratio),
     )
@@ -78,6 +81,7 @@ def main() -> None:
         "shape": gt_path.stem, "input": str(a.input) if a.input else f"{a.points} samples",
         "hidden_dim": o.siren.hidden_dim, "layers": o.siren.num_hidden_layers, "w0_first": o.siren.w0_first,
         "w0": o.siren.w0, "warmup": o.train.warmup_steps, "seed": o.train.seed,
+        "precision": o.train.precision,
         "weight_normal": o.weights.normal, "weight_surface": o.weights.surface,
         "steps": o.train.steps, "batch": o.sampling.batch_size, "lr": o.train.lr,
         "lr_final_ratio": o.train.lr_final_ratio, "off": o.sampling.off_surface_ratio,

@@ -296,8 +296,25 @@ def table_startup(results: Path) -> list[str]:
     return [_stamp(d, command), ""] + _table(header, rows)
 
 
+def table_precision(results: Path) -> list[str]:
+    """``benchmark_precision.py``: bfloat16 against float32 hidden products, per shape."""
+    d = _load(results, "precision")
+    st = d.get("settings", {})
+    rows = []
+    for r in d["rows"]:
+        a, b = r["float32"], r["bfloat16"]
+        rows.append([r["shape"], f"{a['fit_s']:.1f}", f"{b['fit_s']:.1f}", f"{r['speedup']:.2f}",
+                     f"{a['f05']:.4f}", f"{b['f05']:.4f}", f"{a['nc']:.4f}", f"{b['nc']:.4f}",
+                     _e(a["chamfer_rel"]), _e(b["chamfer_rel"])])
+    header = ["shape", "fit s float32", "fit s bfloat16", "float32 / bfloat16", "F@0.5% float32", "F@0.5% bfloat16",
+              "NC float32", "NC bfloat16", "Chamfer float32", "Chamfer bfloat16"]
+    command = f"python scripts/benchmark_precision.py --shapes {' '.join(st.get('shapes', []))} --threads {st.get('threads', '?')}"
+    return [_stamp(d, command), ""] + _table(header, rows)
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "startup": table_startup,
+    "precision": table_precision,
     "distance": table_distance,
     "cleanup": table_cleanup,
     "cleanup_scene": table_cleanup_scene,

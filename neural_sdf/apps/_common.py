@@ -19,6 +19,7 @@ from .._typing import PathLike
 from ..config import SirenConfig, TrainConfig
 from ..io import atomic_write, check_output_dir
 from ..nn import Siren, nyquist_frequencies
+from ..nn.fused import resolve_precision  # noqa: F401  (the apps' name for it)
 from ..nn.siren import FourierFeatures
 from ..train import StepFn, fit
 
@@ -86,28 +87,6 @@ def describe_network(network: Siren, activation: str) -> str:
     elif enc is not None:
         extra = f" on a positional encoding ({c.num_frequencies} octaves)"
     return f"{activation.split('-')[0]} MLP {shape}{extra}"
-
-
-def resolve_precision(precision: str, device: Any) -> torch.dtype:
-    """``float32`` or ``bfloat16`` for ``precision`` in {auto, float32, bfloat16} on ``device``.
-
-    ``auto`` picks bfloat16 where the hardware does bfloat16 matrix products natively: CUDA
-    devices that report it, CPUs that oneDNN runs in bfloat16 (AVX512 / AMX); float32 elsewhere.
-    """
-    if precision == "float32":
-        return torch.float32
-    if precision == "bfloat16":
-        return torch.bfloat16
-    if precision != "auto":
-        raise ValueError(f"precision must be one of ['auto', 'float32', 'bfloat16'], got {precision!r}")
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    try:
-        fast = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # builds without oneDNN
-        fast = False
-    return torch.bfloat16 if fast and dev.type == "cpu" else torch.float32
 
 
 def _activate(layer: Any, z: torch.Tensor) -> torch.Tensor:

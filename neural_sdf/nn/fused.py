@@ -8,7 +8,7 @@ has the closed form ``g_L = w_o``, ``delta_l = g_l * cos(z_l)``, ``g_{l-1} = del
 fused SDF training step built on these (``fields.fused_sdf``) belongs to the SDF field.
 """
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -20,6 +20,7 @@ __all__ = [
     "siren_value_and_gradient",
     "make_fast_forward",
     "CPU_FORWARD_ROWS",
+    "resolve_precision",
 ]
 
 
@@ -34,6 +35,32 @@ def supports_fused(network: torch.nn.Module) -> bool:
     if getattr(network, "encoding", None) is not None:
         return False
     return all(type(layer) is SineLayer and layer.activation == "sine" for layer in network.layers)
+
+
+def resolve_precision(precision: str, device: Any, cuda_auto: bool = True) -> torch.dtype:
+    """``float32`` or ``bfloat16`` for ``precision`` in {auto, float32, bfloat16} on ``device``.
+
+    ``auto`` picks bfloat16 where the hardware does bfloat16 matrix products natively: CPUs that
+    oneDNN runs in bfloat16 (AVX512-BF16 / AMX) and, when ``cuda_auto``, CUDA devices that report
+    it; float32 elsewhere.
+
+    Raises:
+        ValueError: ``precision`` is none of the three.
+    """
+    if precision == "float32":
+        return torch.float32
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise ValueError(f"precision must be one of ['auto', 'float32', 'bfloat16'], got {precision!r}")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.bfloat16 if cuda_auto and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        fast = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # builds without oneDNN
+        fast = False
+    return torch.bfloat16 if fast and dev.type == "cpu" else torch.float32
 
 
 def folded_params(network: Siren) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, torch.Tensor]:
