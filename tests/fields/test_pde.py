@@ -161,6 +161,13 @@ def test_quality_presets_resolve_as_documented():
     # on the 2-core development machine (scripts/results/pde_helmholtz_default.json); 3,000: 0.261.
     hd = pde_preset("helmholtz")
     assert (hd.train.steps, hd.train.lr, hd.siren.hidden_dim, hd.config.source_sigma) == (5500, 3e-4, 128, 0.03)
+    # Wave default: 3,000 steps with first-layer w0 15, relative error 0.038 in 212 CPU s
+    # (scripts/results/pde_wave_default.json; w0 30: 0.129).
+    wd = pde_preset("wave")
+    assert (wd.train.steps, wd.train.lr, wd.siren.w0_first, wd.siren.w0, wd.config.source_fraction) == (3000, 3e-4, 15.0, 30.0, 0.5)
+    # high: 6,000 steps at lr 1.5e-4, 0.019 in 423 CPU s (pde_wave_probes.json).
+    wh = pde_preset("wave", "high")
+    assert (wh.train.steps, wh.train.lr, wh.siren.w0_first) == (6000, 1.5e-4, 15.0)
     with pytest.raises(ValueError, match="quality must be one of"):
         pde_preset("wave", "ultra")
 
