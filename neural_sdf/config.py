@@ -104,6 +104,11 @@ class SamplingConfig:
             raise ValueError("off_surface_ratio and near_surface_ratio must be >= 0")
 
 
+Precision = Literal["auto", "float32", "bfloat16"]
+"""Arithmetic of the hidden layers' matrix products: ``TrainConfig.precision`` (the SDF step),
+``ImageConfig.precision`` and ``VideoConfig.precision`` (fitting values)."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimization loop."""
@@ -122,7 +127,7 @@ class TrainConfig:
         "SDF training step: 'fused' (closed-form SIREN gradient and hand-derived backward, same loss "
         "and gradients, faster; plain sine networks only, others use 'autograd') or 'autograd' (the reference)",
     )
-    precision: Literal["auto", "float32", "bfloat16"] = _f(
+    precision: Precision = _f(
         "float32",
         "hidden layers' matrix products of the fused SDF step: bfloat16 (float32 accumulation; about 1.5-2x "
         "faster on CPUs with native bfloat16, same surface), float32, or auto (bfloat16 on such CPUs)",
@@ -347,9 +352,6 @@ def default_sdf_sampling() -> SamplingConfig:
 Activation = Literal["sine", "relu", "relu-pe", "relu-ff", "tanh"]
 """Network choices of the image, video and PDE fields; 'relu-pe' is ReLU on a positional encoding,
 'relu-ff' ReLU on random Fourier features (Tancik et al. 2020)."""
-
-Precision = Literal["auto", "float32", "bfloat16"]
-"""Arithmetic of the hidden layers' matrix products while fitting values (see ``ImageConfig.precision``)."""
 
 
 def _check_positive(obj: Any, *names: str) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "sdf_loss_normal_free",
     "divergence_weight_at",
     "make_sdf_step",
+    "sdf_step_precision",
     "make_outside_positive",
     "cloud_to_tensors",
 ]
@@ -318,6 +319,18 @@ float32 against bfloat16: 32 wide 2.1-2.4 ms against 2.9 (the casts cost more th
 save), 64 wide 5.9-6.0 against 4.7-5.2, 128 wide 19-26 against 13-14, 256 wide 67-74 against 41-43."""
 
 
+def sdf_step_precision(precision: str, device: Device, hidden_dim: int) -> torch.dtype:
+    """The fused SDF step's dtype for its hidden products (``TrainConfig.precision``).
+
+    "float32" and "bfloat16" as given; "auto" is ``nn.resolve_precision``'s choice on a CPU (bfloat16
+    where oneDNN runs it natively) for networks at least ``BFLOAT16_MIN_WIDTH`` wide, and float32
+    otherwise, CUDA included (not measured there).
+    """
+    if precision == "auto" and (torch.device(device).type != "cpu" or hidden_dim < BFLOAT16_MIN_WIDTH):
+        return torch.float32
+    return resolve_precision(precision, device)
+
+
 def make_sdf_step(
     network: Siren,
     points: torch.Tensor,
@@ -342,10 +355,8 @@ def make_sdf_step(
             its divergence weight annealed from ``divergence_weight`` over ``total_steps``.
         signs: which side each free-space sample lies on (``sampling.sign_grid``), for the sign
             term weighted ``weights.sign``; None leaves it out.
-        precision: the fused step's hidden products (``TrainConfig.precision``): "float32",
-            "bfloat16" or "auto" (bfloat16 on CPUs with native bfloat16 for networks at least
-            ``BFLOAT16_MIN_WIDTH`` wide; float32 on CUDA, where it was not measured). The autograd
-            step is always exact.
+        precision: the fused step's hidden products (``TrainConfig.precision``, resolved by
+            ``sdf_step_precision``). The autograd step is always exact.
     """
     if normals is None:
         zeros = torch.zeros_like(points)
@@ -363,9 +374,7 @@ def make_sdf_step(
     use_fused = step_impl == "fused" and supports_fused(network)
     if step_impl == "fused" and not use_fused:
         log.info("network is not a plain sine SIREN; using the autograd SDF step")
-    matmul_dtype = resolve_precision(precision, points.device, cuda_auto=False)
-    if precision == "auto" and network.config.hidden_dim < BFLOAT16_MIN_WIDTH:
-        matmul_dtype = torch.float32
+    matmul_dtype = sdf_step_precision(precision, points.device, network.config.hidden_dim)
     if use_fused and matmul_dtype != torch.float32:
         log.info("fused step: hidden layers' products in bfloat16 (`precision=float32` for exact float32)")
     def row_chunk() -> Optional[int]:

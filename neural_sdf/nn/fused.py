@@ -37,12 +37,11 @@ def supports_fused(network: torch.nn.Module) -> bool:
     return all(type(layer) is SineLayer and layer.activation == "sine" for layer in network.layers)
 
 
-def resolve_precision(precision: str, device: Any, cuda_auto: bool = True) -> torch.dtype:
+def resolve_precision(precision: str, device: Any) -> torch.dtype:
     """``float32`` or ``bfloat16`` for ``precision`` in {auto, float32, bfloat16} on ``device``.
 
-    ``auto`` picks bfloat16 where the hardware does bfloat16 matrix products natively: CPUs that
-    oneDNN runs in bfloat16 (AVX512-BF16 / AMX) and, when ``cuda_auto``, CUDA devices that report
-    it; float32 elsewhere.
+    ``auto`` picks bfloat16 where the hardware does bfloat16 matrix products natively: CUDA
+    devices that report it, CPUs that oneDNN runs in bfloat16 (AVX512-BF16 / AMX); float32 elsewhere.
 
     Raises:
         ValueError: ``precision`` is none of the three.
@@ -55,7 +54,7 @@ def resolve_precision(precision: str, device: Any, cuda_auto: bool = True) -> to
         raise ValueError(f"precision must be one of ['auto', 'float32', 'bfloat16'], got {precision!r}")
     dev = torch.device(device)
     if dev.type == "cuda":
-        return torch.bfloat16 if cuda_auto and torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     try:
         fast = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # builds without oneDNN

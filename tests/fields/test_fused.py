@@ -5,7 +5,7 @@ import torch
 
 from neural_sdf.config import LossWeights, SamplingConfig, SirenConfig, TrainConfig
 from neural_sdf.fields.fused_sdf import fused_sdf_loss_backward
-from neural_sdf.fields.sdf import make_sdf_step, sdf_loss
+from neural_sdf.fields.sdf import make_sdf_step, sdf_loss, sdf_step_precision
 from neural_sdf.nn import Siren
 from neural_sdf.nn.fused import siren_value_and_gradient, supports_fused
 from neural_sdf.sampling import sample_sdf_batch, step_generator
@@ -221,7 +221,11 @@ def test_sdf_precision_setting():
     # auto: bfloat16 exactly where oneDNN runs it natively on this CPU; never on CUDA for the SDF step.
     native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     assert resolve_precision("auto", "cpu") == (torch.bfloat16 if native else torch.float32)
-    assert resolve_precision("auto", "cuda", cuda_auto=False) == torch.float32
+    # The SDF step's own "auto": never bfloat16 on CUDA (not measured there) nor below 64 wide.
+    assert sdf_step_precision("auto", "cuda", 128) == torch.float32
+    assert sdf_step_precision("auto", "cpu", 32) == torch.float32
+    assert sdf_step_precision("auto", "cpu", 128) == resolve_precision("auto", "cpu")
+    assert sdf_step_precision("bfloat16", "cpu", 32) == torch.bfloat16
 
 
 def _sphere_fit_error(precision: str, steps: int = 150) -> float:
