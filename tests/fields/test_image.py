@@ -182,16 +182,23 @@ def test_bfloat16_forward_stays_close_to_float32():
     assert float((exact - mixed).abs().max()) < 0.05
 
 
+def _derivative_fit(image: np.ndarray, supervise: str, steps: int):
+    """A 64-wide SIREN fitted to ``image``'s gradient or Laplacian for ``steps`` steps (the preset's
+    other settings), PSNR measured once at the end."""
+    return fit_image(
+        image,
+        config=ImageConfig(supervise=supervise, eval_every=steps),
+        siren=SirenConfig(hidden_dim=64),
+        train=TrainConfig(steps=steps, checkpoint_every=0),
+        progress=False,
+        derivatives=False,
+    )
+
+
 def test_gradient_supervision_recovers_image_up_to_a_constant(camera64):
     # Measured (seed 0, same network, 200 steps, Sobel gradient targets only): 24.7 dB after
     # removing the mean difference; the raw fit is off by a constant the gradient cannot see.
-    result = fit_image(
-        camera64,
-        config=ImageConfig(supervise="gradient", eval_every=200),
-        siren=SirenConfig(hidden_dim=64),
-        train=TrainConfig(steps=200, checkpoint_every=0),
-        progress=False,
-    )
+    result = _derivative_fit(camera64, "gradient", 200)
     assert result.psnr > 22.0
     assert result.offset.shape == (1,)
 
@@ -237,14 +244,7 @@ def test_laplacian_supervision_recovers_image_up_to_a_ramp(camera64):
     # target (blur 8 -> 1 px over 90% of the steps) 17.9 dB after removing the affine ramp, 14.4 dB
     # after removing the constant only; with the raw target (``quality="paper"``) 14.5 / 11.9 dB.
     # Thresholds 16 / 12.5.
-    result = fit_image(
-        camera64,
-        config=ImageConfig(supervise="laplacian", eval_every=150),
-        siren=SirenConfig(hidden_dim=64),
-        train=TrainConfig(steps=150, checkpoint_every=0),
-        progress=False,
-        derivatives=False,
-    )
+    result = _derivative_fit(camera64, "laplacian", 150)
     assert result.info["laplacian_blur"]["start"] == 8.0  # 1/8 of the side
     assert result.psnr > 16.0
     assert 12.5 < result.psnr_constant_only < result.psnr
