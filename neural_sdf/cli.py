@@ -648,7 +648,10 @@ def _cmd_image(args: argparse.Namespace) -> int:
     supervise = getattr(args, "ImageConfig.supervise", None) or "values"
     if supervise not in ("values", "gradient", "laplacian"):
         raise InputError(f"invalid option: supervise must be one of ['values', 'gradient', 'laplacian'], got {supervise!r}")
-    result = fit_image(args.image, args.output, **_app_configs(args, image_preset(args.quality, supervise)))
+    loss = getattr(args, "ImageConfig.laplacian_loss", None) or "energy"
+    if loss not in ("energy", "pointwise"):
+        raise InputError(f"invalid option: laplacian_loss must be one of ['energy', 'pointwise'], got {loss!r}")
+    result = fit_image(args.image, args.output, **_app_configs(args, image_preset(args.quality, supervise, loss)))
     log.info("wrote %s (PSNR %.2f dB, %d steps, %.1f s)", args.output, result.psnr, result.steps, result.seconds)
     return EXIT_OK
 

@@ -374,6 +374,12 @@ class ImageConfig:
     supervise: Literal["values", "gradient", "laplacian"] = _f(
         "values", "fit the pixel values, or only their gradient or Laplacian (Poisson reconstruction, paper Sec. 4.1)"
     )
+    laplacian_loss: Literal["energy", "pointwise"] = _f(
+        "energy",
+        "Laplacian supervision: energy (the discrete Poisson problem on the pixel grid, which fixes the image up "
+        "to a constant) or pointwise (the network's own Laplacian at each pixel, as in the paper; it cannot see "
+        "ramps or any other harmonic function)",
+    )
     max_side: int = _f(0, "downscale so that the longer side has at most this many pixels (0: keep the size)")
     batch_size: int = _f(4096, "pixels per step, drawn at random (0: every pixel, as in the paper)")
     eval_every: int = _f(100, "steps between PSNR measurements (on all pixels, or a fixed sample of 65,536 in larger images)")
@@ -393,6 +399,7 @@ class ImageConfig:
     def __post_init__(self) -> None:
         _check_literal(self, "activation")
         _check_literal(self, "supervise")
+        _check_literal(self, "laplacian_loss")
         _check_literal(self, "precision")
         _check_positive(self, "eval_every", "ff_features", "ff_scale")
         if self.max_side < 0 or self.batch_size < 0 or self.num_frequencies < 0:

@@ -16,12 +16,18 @@ Two parts, each one run, results side by side:
 * ``--presets``: the ``image`` command's presets (``fast``, ``default``, ``high``) on 256 x 256
   crops of scikit-image's ``astronaut``, ``chelsea`` and ``coffee`` and on the 512 x 512
   ``astronaut``: PSNR, steps and wall time of ``fit_image`` with the preset's settings.
+* ``--poisson``: Poisson reconstruction (``image --supervise gradient|laplacian``) of the
+  256 x 256 ``camera`` (downscaled whole, as ``resize_max_side(sample_image('camera'), 256)``)
+  with the presets of ``--qualities`` and the Laplacian losses of ``--laplacian-losses``: PSNR
+  with the constant removed (and, for the pointwise loss, the affine ramp), steps, time.
 
-Writes ``scripts/results/image_sweep_TAG.json`` / ``image_compare.json`` / ``image_presets.json`` (``_results.write_results``)
+Writes ``scripts/results/image_sweep_TAG.json`` / ``image_compare.json`` / ``image_presets.json`` /
+``image_poisson_TAG.json`` (``_results.write_results``)
 and PSNR-over-time pictures into ``--out``.
 
     python scripts/benchmark_image.py --sweep --budget 60 --out out/image_sweep
     python scripts/benchmark_image.py --presets --compare --threads 1 --out data/pictures/image_benchmark
+    python scripts/benchmark_image.py --poisson --supervise laplacian --qualities fast default --threads 1 --tag energy
 """
 
 import argparse
@@ -173,6 +179,33 @@ def presets(args: argparse.Namespace) -> None:
     _plot(curves, args.out / "image_presets.png", "image presets: PSNR over time")
 
 
+def poisson(args: argparse.Namespace) -> None:
+    from neural_sdf.io.image import sample_image
+
+    image = resize_max_side(sample_image("camera"), 256)
+    rows, curves = [], {}
+    jobs = [(sup, loss, q) for sup in args.supervise for loss in (args.laplacian_losses if sup == "laplacian" else ["-"])
+            for q in args.qualities]
+    for sup, loss, quality in jobs:
+        config = image_preset(quality, sup, loss if loss != "-" else "energy").config
+        name = f"{sup}_{loss}_{quality}" if loss != "-" else f"{sup}_{quality}"
+        r = ns.fit_image(image, args.out / f"poisson_{name}", config=config, quality=quality, progress=False)
+        rows.append({"supervise": sup, "laplacian_loss": r.info["image"]["laplacian_loss"] if sup == "laplacian" else None,
+                     "quality": quality, "psnr": r.psnr, "psnr_constant_only": r.psnr_constant_only,
+                     "ramp": r.ramp.tolist() if r.ramp is not None else None, "steps": r.steps, "kept_step": r.info.get("kept_step"),
+                     "seconds": r.seconds, "cpu_seconds": r.info["cpu_seconds"], "laplacian_blur": r.info["laplacian_blur"],
+                     "curve": r.curve})
+        curves[name] = r.curve
+        write_results(RESULTS_DIR / f"image_poisson{args.tag_suffix}.json", {
+            "command": "scripts/benchmark_image.py " + " ".join(args.raw), "threads": torch.get_num_threads(),
+            "image": "resize_max_side(sample_image('camera'), 256)",
+            "psnr_definition": "dB, image in [0, 1], fit clipped; psnr: the constant removed (and the affine ramp for "
+            "the pointwise Laplacian loss), psnr_constant_only: the constant only", "rows": rows})
+        print(f"{name:28s} {r.psnr:6.2f} dB (constant only {r.psnr_constant_only:6.2f})  {r.steps:5d} steps  "
+              f"{r.seconds:6.1f} s (cpu {r.info['cpu_seconds']:.1f} s)", flush=True)
+    _plot(curves, args.out / "image_poisson.png", "Poisson reconstruction of camera 256: PSNR over time")
+
+
 def _plot(curves: dict, path: Path, title: str) -> None:
     plot_curves(curves, path, title)
 
@@ -184,6 +217,9 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--presets", action="store_true")
     parser.add_argument("--compare", action="store_true")
+    parser.add_argument("--poisson", action="store_true")
+    parser.add_argument("--supervise", nargs="*", default=["gradient", "laplacian"], help="--poisson: what is fitted")
+    parser.add_argument("--laplacian-losses", nargs="*", default=["energy"], help="--poisson: energy and/or pointwise")
     parser.add_argument("--image", default="astronaut", choices=IMAGES)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per sweep variant")
@@ -207,6 +243,8 @@ def main() -> None:
         presets(args)
     if args.compare:
         compare(args)
+    if args.poisson:
+        poisson(args)
 
 
 if __name__ == "__main__":

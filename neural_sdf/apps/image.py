@@ -68,8 +68,9 @@ class ImageFitResult:
         network: the fitted field ``(M, 2) -> (M, C)`` (network units, see ``fields.image``).
         image: ``(H, W, C)`` target in [0, 1] (after any downscaling).
         reconstruction: ``(H, W, C)`` fitted image in [0, 1] (clipped; shifted by ``offset`` and ``ramp``).
-        psnr: dB of ``reconstruction`` against ``image`` (see ``aligned_psnr``: for Laplacian
-            supervision after removing the affine ramp, which a Laplacian cannot see).
+        psnr: dB of ``reconstruction`` against ``image`` (see ``aligned_psnr``: after removing
+            the constant for gradient and Laplacian supervision, and also the affine ramp for the
+            ``pointwise`` Laplacian loss, whose operator cannot see it).
         offset: ``(C,)`` constant added to the raw fit before measuring: 0 for value supervision;
             for gradient / Laplacian supervision the least-squares constant they cannot see.
         curve: ``[(step, seconds, psnr_db)]`` at step 0, every ``eval_every`` steps and at the end
@@ -79,8 +80,8 @@ class ImageFitResult:
         steps: optimizer steps taken (fewer than planned when ``target_psnr`` was reached).
         siren: the network config used.
         info: JSON-able record of the settings.
-        ramp: ``(C, 2)`` slopes along (row, col) added before measuring (Laplacian supervision only; else 0).
-        psnr_constant_only: dB after removing the constant only (equal to ``psnr`` except for Laplacians).
+        ramp: ``(C, 2)`` slopes along (row, col) added before measuring (the pointwise Laplacian loss only; else 0).
+        psnr_constant_only: dB after removing the constant only (equal to ``psnr`` except for the pointwise Laplacian loss).
     """
 
     network: Siren
@@ -120,17 +121,22 @@ class AlignedPSNR(NamedTuple):
     reconstruction: np.ndarray
 
 
-def aligned_psnr(raw: np.ndarray, image: np.ndarray, supervise: str, coords: Optional[np.ndarray] = None) -> AlignedPSNR:
+def aligned_psnr(
+    raw: np.ndarray, image: np.ndarray, supervise: str, coords: Optional[np.ndarray] = None, remove_ramp: bool = True
+) -> AlignedPSNR:
     """PSNR of a raw fit ``(..., C)`` against ``image`` after the allowed shift and clipping.
 
     Values: nothing removed. Gradients: the per-channel constant (least squares). Laplacians:
     the per-channel affine ramp ``a + b r + c col`` (least squares over the pixels), the
-    lowest-order harmonic functions; the constant-only number is reported beside it.
+    lowest-order harmonic functions, which a network's own Laplacian cannot see; the
+    constant-only number is reported beside it. With ``remove_ramp=False`` (the ``energy`` loss,
+    whose discrete operator sees everything but the constant) only the constant is removed.
 
     Args:
         raw: ``(..., C)`` fit in image units.
         image: target shaped like ``raw``, in [0, 1].
         supervise: ``values``, ``gradient`` or ``laplacian``.
+        remove_ramp: for ``laplacian``, remove the affine ramp too (else the constant only).
         coords: ``(..., 2)`` normalized (row, col) coordinates of the pixels of ``raw``; None:
             ``raw`` is a whole ``(H, W, C)`` image (``fields.image.pixel_coords``).
 
@@ -147,7 +153,7 @@ def aligned_psnr(raw: np.ndarray, image: np.ndarray, supervise: str, coords: Opt
     offset = res.mean(axis=0)
     rec0 = np.clip(raw + offset, 0.0, 1.0)
     constant_only = _psnr(rec0, image)
-    if supervise != "laplacian":
+    if supervise != "laplacian" or not remove_ramp:
         return AlignedPSNR(constant_only, constant_only, offset, zero_ramp, rec0)
     if coords is None:
         coords = pixel_coords(*image.shape[:2], dtype=torch.float64).numpy()
@@ -192,7 +198,7 @@ def fit_image(
     Raises:
         InputError: unreadable file, an image smaller than 2x2, or an unusable output folder.
     """
-    preset = image_preset(quality, config.supervise if config is not None else "values")
+    preset = image_preset(quality, *((config.supervise, config.laplacian_loss) if config is not None else ()))
     config = config or preset.config
     siren = siren or preset.siren
     train = train or preset.train
@@ -218,7 +224,7 @@ def fit_image(
     def make_step(net: Siren):  # noqa: ANN202
         return make_image_step(
             net, coords, targets, config.supervise, config.batch_size, train.seed, forward=make_forward(net, dtype),
-            derivatives=taylor_derivatives, laplacian_blur=blur, shape=(h, w),
+            derivatives=taylor_derivatives, laplacian_blur=blur, shape=(h, w), laplacian_loss=config.laplacian_loss,
         )
 
     # PSNR during the fit: every pixel up to EVAL_PIXELS, else a fixed sample (seeded).
@@ -231,10 +237,11 @@ def fit_image(
         eval_target = image.reshape(n, c)[eval_idx]
     eval_coords = coords if eval_idx is None else coords[torch.as_tensor(eval_idx, device=coords.device)]
     eval_xy = eval_coords.double().cpu().numpy()
+    remove_ramp = config.laplacian_loss == "pointwise"  # the energy's operator sees the ramp
 
     def measure() -> float:
         raw = (evaluate_field(network, eval_coords).double().cpu().numpy() + 1.0) / 2.0
-        return aligned_psnr(raw, eval_target, config.supervise, eval_xy).psnr
+        return aligned_psnr(raw, eval_target, config.supervise, eval_xy, remove_ramp).psnr
 
     batch = min(config.batch_size or n, n)
     step_seconds = time_steps(make_step, network, train.lr)
@@ -256,7 +263,7 @@ def fit_image(
         keep_best=True,
     )
     network.eval()
-    aligned = aligned_psnr(render_image(network, h, w), image, config.supervise)
+    aligned = aligned_psnr(render_image(network, h, w), image, config.supervise, remove_ramp=remove_ramp)
     value = aligned.psnr
     # The last point: the final PSNR on every pixel (unless an earlier, better state was kept).
     curve = run.curve[:-1] + [(run.curve[-1][0], run.curve[-1][1], value)] if run.best_step == run.steps else run.curve
@@ -270,13 +277,14 @@ def fit_image(
         "laplacian_blur": blur._asdict() if blur is not None else None,
         **run_record(run, network, train, quality=quality, expected=expected, dtype=dtype),
     }
-    if config.supervise == "laplacian":
+    if config.supervise == "laplacian" and remove_ramp:
         log.info(
             "%s: PSNR %.2f dB after removing the affine ramp, %.2f dB after removing the constant only; %d steps (%.1f s)",
             name, value, aligned.psnr_constant_only, run.steps, run.seconds,
         )
     else:
-        log.info("%s: PSNR %.2f dB after %d steps (%.1f s)", name, value, run.steps, run.seconds)
+        shifted = " after removing the constant" if config.supervise != "values" else ""
+        log.info("%s: PSNR %.2f dB%s after %d steps (%.1f s)", name, value, shifted, run.steps, run.seconds)
     out = ImageFitResult(
         network, image, aligned.reconstruction, value, aligned.offset, curve, derivs, run.seconds, run.steps, network.config,
         info, ramp=aligned.ramp, psnr_constant_only=aligned.psnr_constant_only,
@@ -343,9 +351,10 @@ def write_image_outputs(result: ImageFitResult, output_dir: PathLike) -> Path:
             "steps": result.steps,
             "seconds": result.seconds,
             "psnr_definition": "dB over all pixels and channels, images in [0, 1], fit clipped to [0, 1]; "
-            "gradient fits first shifted by the per-channel mean difference (the constant they cannot see), Laplacian "
-            "fits by the per-channel least-squares affine ramp a + b row + c col (harmonic: a Laplacian cannot see it; "
-            "psnr_constant_only: the constant only)",
+            "gradient fits and Laplacian fits with the energy loss first shifted by the per-channel mean difference (the "
+            "constant they cannot see), Laplacian fits with the pointwise loss by the per-channel least-squares affine "
+            "ramp a + b row + c col (harmonic: a network's own Laplacian cannot see it; psnr_constant_only: the "
+            "constant only)",
             **result.info,
         },
         out / "metrics.json",

@@ -41,7 +41,7 @@ def _check(quality: str) -> None:
         raise ValueError(f"quality must be one of {list(QUALITIES)}, got {quality!r}")
 
 
-def image_preset(quality: str = "default", supervise: str = "values") -> AppPreset:
+def image_preset(quality: str = "default", supervise: str = "values", laplacian_loss: str = "energy") -> AppPreset:
     """Settings of ``image --quality fast|default|high|paper``.
 
     ``paper``: SIREN 256 x 3 (first-layer w0 30), 10,000 full-batch float32 Adam steps at a
@@ -57,7 +57,7 @@ def image_preset(quality: str = "default", supervise: str = "values") -> AppPres
     """
     _check(quality)
     if supervise != "values":
-        return _poisson_image_preset(quality, supervise)
+        return _poisson_image_preset(quality, supervise, laplacian_loss)
     if quality == "paper":
         return AppPreset(
             ImageConfig(batch_size=0, precision="float32", eval_every=500),
@@ -81,35 +81,53 @@ def image_preset(quality: str = "default", supervise: str = "values") -> AppPres
     )
 
 
-def _poisson_image_preset(quality: str, supervise: str) -> AppPreset:
+def _poisson_image_preset(quality: str, supervise: str, laplacian_loss: str = "energy") -> AppPreset:
     """Gradient / Laplacian supervision (Poisson reconstruction, paper Sec. 4.1).
 
     Input derivatives need float32 and a gentler fit than values: on the 256 x 256 ``camera``,
     150 steps of 4,096 pixels reached 18.9 dB with first-layer w0 30 and lr 1e-4, 12.7 dB with
-    w0 90, and lr 1e-3 did not move from the initial 10.9 dB. Laplacians: a coarse-to-fine
-    blur of the target (``AppPreset.laplacian_blur``) and 600 / 1,500 / 5,000 steps. ``paper``:
-    full batch, constant lr 1e-4, 10,000 steps, the raw target (the reference code's Poisson fits).
+    w0 90, and lr 1e-3 did not move from the initial 10.9 dB. Laplacians: the discrete Poisson
+    energy (``ImageConfig.laplacian_loss``, ``fields.image.dirichlet_energy_loss``) on a
+    coarse-to-fine blur of the target (``AppPreset.laplacian_blur``), 1,000 / 3,000 / 8,000 steps;
+    ``laplacian_loss="pointwise"``: the network's own Laplacian, 600 / 1,500 / 5,000 steps.
+    ``paper``: full batch, constant lr 1e-4, 10,000 steps, the raw target, pointwise (the
+    reference code's Poisson fits).
     """
     if supervise not in ("gradient", "laplacian"):
         raise ValueError(f"supervise must be one of ['values', 'gradient', 'laplacian'], got {supervise!r}")
+    if laplacian_loss not in ("energy", "pointwise"):
+        raise ValueError(f"laplacian_loss must be one of ['energy', 'pointwise'], got {laplacian_loss!r}")
     siren = SirenConfig(hidden_dim=256, num_hidden_layers=3, w0_first=30.0, w0=30.0)
     if quality == "paper":
         return AppPreset(
-            ImageConfig(supervise=supervise, batch_size=0, precision="float32", eval_every=500),
+            ImageConfig(supervise=supervise, laplacian_loss="pointwise", batch_size=0, precision="float32", eval_every=500),
             siren,
             TrainConfig(steps=10_000, lr=1e-4, checkpoint_every=0),
         )
+    if supervise == "laplacian" and laplacian_loss == "energy":
+        # The discrete Poisson energy on 64 patches of 8 x 8 pixels (about 0.09 s a step on one
+        # core, a quarter of the pointwise step). Probes on the 256 x 256 camera, 1,500 steps, PSNR
+        # with the constant only removed: blur 32 -> 0 px over 90% of the steps 22.9 dB, 32 -> 0.5
+        # px 22.1, 32 -> 1 px 21.4, 8 -> 0 px 22.6, 32 -> 0 px over 60% 20.5; no blur at all 13.2
+        # after 300 steps (21.6 with it); lr 3e-4 19.8. scripts/FIELDS.md, image_poisson_energy*.json.
+        steps = {"fast": 1000, "default": 3000, "high": 8000}[quality]
+        return AppPreset(
+            ImageConfig(supervise=supervise, laplacian_loss="energy", batch_size=4096, precision="float32", eval_every=100),
+            siren,
+            TrainConfig(steps=steps, lr=1e-4, lr_final_ratio=0.1, checkpoint_every=0),
+            laplacian_blur=(32.0, 0.0, 0.9),
+        )
     if supervise == "laplacian":
-        # A sharp photograph's Laplacian weights its Fourier modes by |k|^2 and the loss by |k|^4:
-        # with the raw target the fit stays at the image's mean (256 x 256 camera: 11.2 dB after
-        # 200 steps, 11.3 after 387). Coarse to fine instead (fields.image.LaplacianBlur): the
-        # target blurred by 32 pixels at the start, shrinking to 1 pixel over 90% of the steps.
-        # Probes of 600 steps, PSNR with the affine ramp removed (the constant only): 19.6 dB
-        # (15.3) when the blur reached 1 pixel at 60% of the steps, 20.2 (16.1) at 90%; the
-        # default's 1,500 steps at 60%: 19.9 dB (15.3). scripts/FIELDS.md, image_poisson_laplacian*.json.
+        # The network's own Laplacian: a sharp photograph's Laplacian weights its Fourier modes by
+        # |k|^2 and the loss by |k|^4: with the raw target the fit stays at the image's mean (256 x
+        # 256 camera: 11.2 dB after 200 steps, 11.3 after 387). Coarse to fine instead
+        # (fields.image.LaplacianBlur): the target blurred by 32 pixels at the start, shrinking to
+        # 1 pixel over 90% of the steps. Probes of 600 steps, PSNR with the affine ramp removed
+        # (the constant only): 19.6 dB (15.3) when the blur reached 1 pixel at 60% of the steps,
+        # 20.2 (16.1) at 90%; 1,500 steps: 21.1 (15.4). scripts/FIELDS.md, image_poisson_laplacian*.json.
         steps = {"fast": 600, "default": 1500, "high": 5000}[quality]
         return AppPreset(
-            ImageConfig(supervise=supervise, batch_size=4096, precision="float32", eval_every=100),
+            ImageConfig(supervise=supervise, laplacian_loss="pointwise", batch_size=4096, precision="float32", eval_every=100),
             siren,
             TrainConfig(steps=steps, lr=1e-4, lr_final_ratio=0.1, checkpoint_every=0),
             laplacian_blur=(32.0, 1.0, 0.9),

@@ -17,7 +17,15 @@ from neural_sdf.apps.presets import QUALITIES, image_preset
 from neural_sdf.cli import main
 from neural_sdf.config import ImageConfig, SirenConfig, TrainConfig
 from neural_sdf.errors import InputError
-from neural_sdf.fields.image import LaplacianBlur, blur_laplacians, image_targets, laplacian_blur_at, pixel_coords
+from neural_sdf.fields.image import (
+    LaplacianBlur,
+    blur_laplacians,
+    dirichlet_energy_loss,
+    grid_patches,
+    image_targets,
+    laplacian_blur_at,
+    pixel_coords,
+)
 from neural_sdf.io.image import load_image, resize_max_side, sample_image, save_image
 from neural_sdf.nn import PositionalEncoding, Siren, nyquist_frequencies
 from neural_sdf.nn.siren import FourierFeatures
@@ -162,11 +170,16 @@ def test_quality_presets_resolve_as_documented():
     assert steps == [300, 700, 3000]
     assert image_preset().config == ImageConfig()  # the config's defaults are the default preset's
     for q in QUALITIES:  # Poisson reconstruction: float32, first-layer w0 30, lr 1e-4
-        p = image_preset(q, "laplacian")
-        assert (p.config.supervise, p.config.precision, p.siren.w0_first, p.train.lr) == ("laplacian", "float32", 30.0, 1e-4)
-        # Coarse-to-fine Laplacian targets, except for the paper's raw one; never for gradients.
-        assert p.laplacian_blur == (None if q == "paper" else (32.0, 1.0, 0.9))
+        for loss in ("energy", "pointwise"):
+            p = image_preset(q, "laplacian", loss)
+            assert (p.config.supervise, p.config.precision, p.siren.w0_first, p.train.lr) == ("laplacian", "float32", 30.0, 1e-4)
+            # The paper's fit is pointwise on the raw target; the others blur coarse to fine.
+            assert p.config.laplacian_loss == ("pointwise" if q == "paper" else loss)
+            end = 0.0 if loss == "energy" else 1.0
+            assert p.laplacian_blur == (None if q == "paper" else (32.0, end, 0.9))
         assert image_preset(q, "gradient").laplacian_blur is None
+    assert image_preset("default", "laplacian") == image_preset("default", "laplacian", "energy")
+    assert [image_preset(q, "laplacian").train.steps for q in ("fast", "default", "high")] == [1000, 3000, 8000]
     with pytest.raises(ValueError, match="quality must be one of"):
         image_preset("ultra")
 
@@ -182,12 +195,12 @@ def test_bfloat16_forward_stays_close_to_float32():
     assert float((exact - mixed).abs().max()) < 0.05
 
 
-def _derivative_fit(image: np.ndarray, supervise: str, steps: int):
+def _derivative_fit(image: np.ndarray, supervise: str, steps: int, laplacian_loss: str = "energy"):
     """A 64-wide SIREN fitted to ``image``'s gradient or Laplacian for ``steps`` steps (the preset's
     other settings), PSNR measured once at the end."""
     return fit_image(
         image,
-        config=ImageConfig(supervise=supervise, eval_every=steps),
+        config=ImageConfig(supervise=supervise, laplacian_loss=laplacian_loss, eval_every=steps),
         siren=SirenConfig(hidden_dim=64),
         train=TrainConfig(steps=steps, checkpoint_every=0),
         progress=False,
@@ -239,15 +252,80 @@ def test_aligned_psnr_removes_what_each_supervision_cannot_see(camera64):
     assert aligned_psnr(raw, target, "values").psnr < grad.psnr
 
 
-def test_laplacian_supervision_recovers_image_up_to_a_ramp(camera64):
+def test_pointwise_laplacian_supervision_recovers_image_up_to_a_ramp(camera64):
     # Measured (seed 0, SIREN 64 x 3, 64 x 64 camera, 150 steps): with the preset's coarse-to-fine
     # target (blur 8 -> 1 px over 90% of the steps) 17.9 dB after removing the affine ramp, 14.4 dB
     # after removing the constant only; with the raw target (``quality="paper"``) 14.5 / 11.9 dB.
     # Thresholds 16 / 12.5.
-    result = _derivative_fit(camera64, "laplacian", 150)
+    result = _derivative_fit(camera64, "laplacian", 150, laplacian_loss="pointwise")
     assert result.info["laplacian_blur"]["start"] == 8.0  # 1/8 of the side
     assert result.psnr > 16.0
     assert 12.5 < result.psnr_constant_only < result.psnr
+
+
+class _PixelTable(torch.nn.Module):
+    """A field that returns a learnable value per pixel: ``pixel_coords`` rounded to their pixel."""
+
+    def __init__(self, values: torch.Tensor) -> None:
+        super().__init__()
+        self.values = torch.nn.Parameter(values.clone())  # (H, W, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w, _ = self.values.shape
+        i = torch.round((x[:, 0] + 1) / 2 * (h - 1)).long()
+        j = torch.round((x[:, 1] + 1) / 2 * (w - 1)).long()
+        return self.values[i, j]
+
+
+def test_dirichlet_energy_is_stationary_where_the_discrete_laplacian_matches(camera64):
+    # dE/df = (g - L f) / (H W C) with L the target's own operator (3-point, reflecting borders):
+    # the energy's minimizer has exactly the target Laplacian, border pixels included.
+    h, w = 12, 17
+    f = torch.as_tensor(np.random.default_rng(0).random((h, w, 2)), dtype=torch.float64)
+    g = torch.as_tensor(np.random.default_rng(1).normal(size=(h, w, 2)), dtype=torch.float64) * 100
+    table = _PixelTable(f)
+    zero = torch.zeros(1, dtype=torch.long)
+    dirichlet_energy_loss(table, g, zero, zero, (h, w)).backward()
+    lap = image_targets((f.numpy() + 1) / 2, dtype=torch.float64).laplacians.reshape(h, w, 2)  # L of v = 2 img - 1 = f
+    torch.testing.assert_close(table.values.grad * (h * w * 2), g - lap, atol=1e-9, rtol=1e-9)
+
+
+def test_dirichlet_energy_of_every_patch_averages_to_the_whole_image():
+    # Corners from -P + 1 to H - 1 put every pixel and every edge in exactly P^2 patches, so the
+    # random patches of grid_patches are an unbiased estimate of the whole image's energy.
+    h, w, p = 11, 9, 4
+    rng = np.random.default_rng(2)
+    table = _PixelTable(torch.as_tensor(rng.random((h, w, 3))))
+    g = torch.as_tensor(rng.normal(size=(h, w, 3))) * 50
+    r0, c0 = torch.meshgrid(torch.arange(-p + 1, h), torch.arange(-p + 1, w), indexing="ij")
+    every = dirichlet_energy_loss(table, g, r0.reshape(-1), c0.reshape(-1), (p, p))
+    zero = torch.zeros(1, dtype=torch.long)
+    whole = dirichlet_energy_loss(table, g, zero, zero, (h, w))
+    torch.testing.assert_close(every, whole, atol=1e-12, rtol=1e-12)
+    r, c = grid_patches(h, w, 5000, p, torch.Generator().manual_seed(0))
+    assert int(r.min()) == -p + 1 and int(r.max()) == h - 1 and int(c.min()) == -p + 1 and int(c.max()) == w - 1
+
+
+def test_energy_laplacian_supervision_recovers_image_up_to_a_constant(camera64):
+    # Measured (seed 0, SIREN 64 x 3, 64 x 64 camera, 150 steps, the preset's blur 8 -> 0 px):
+    # 28.2 dB with the constant only removed (the pointwise loss: 14.4). Threshold 25.
+    result = _derivative_fit(camera64, "laplacian", 150)
+    assert result.info["image"]["laplacian_loss"] == "energy"
+    assert result.psnr == result.psnr_constant_only and not np.any(result.ramp)
+    assert result.psnr > 25.0
+
+
+def test_only_the_energy_loss_sees_a_ramp():
+    # A pure ramp is harmonic: its continuous Laplacian is 0, its discrete Laplacian with
+    # reflecting borders is not (the border pixels carry its slope). Measured (seed 0, 64 x 3
+    # SIREN, 32 x 32 ramp 0.2 -> 0.8 along the columns, 150 steps, constant removed): energy 65.1 dB,
+    # pointwise 15.0 dB (52.9 once the ramp is removed: it fits a zero Laplacian, i.e. the mean).
+    # Thresholds 45 / 25.
+    ramp = np.tile(np.linspace(0.2, 0.8, 32), (32, 1))[:, :, None]
+    energy = _derivative_fit(ramp, "laplacian", 150)
+    pointwise = _derivative_fit(ramp, "laplacian", 150, laplacian_loss="pointwise")
+    assert energy.psnr_constant_only > 45.0
+    assert pointwise.psnr_constant_only < 25.0 < pointwise.psnr
 
 
 def test_image_command_writes_every_output(tmp_path):
