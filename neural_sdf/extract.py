@@ -8,7 +8,7 @@ with faces oriented outward (positive signed volume). Results are in world units
 
 import logging
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ __all__ = [
     "remove_stray_components",
     "trim_mesh",
     "near_input",
+    "InputSupport",
     "MAX_RESOLUTION",
     "sparse_marching_cubes",
     "sparse_stride",
@@ -164,23 +165,56 @@ def _submesh(mesh: Mesh, face_mask: np.ndarray) -> Mesh:
     return Mesh(mesh.vertices[used], remap[faces])
 
 
-def near_input(vertices: np.ndarray, points: np.ndarray, spacings: float, min_distance: float = 0.0, cap_quantile: Optional[float] = None) -> np.ndarray:
+class InputSupport:
+    """The input points with their k-d tree and local spacings, built once for every clean-up step
+    of ``extract_mesh`` (``remove_stray_components``, ``trim_mesh`` and the trimming reach all ask
+    the same questions of the same points).
+
+    Attributes:
+        points: ``(N, 3)`` float64 input points.
+        local: ``(N,)`` local spacing of each point: half the distance to its 8th neighbour (0 for
+            a cloud of one point).
+    """
+
+    def __init__(self, points: np.ndarray) -> None:
+        from scipy.spatial import cKDTree
+
+        self.points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        self.tree = cKDTree(self.points) if len(self.points) else None
+        self.local = np.zeros(len(self.points))
+        if len(self.points) > 1:
+            self.local = self.tree.query(self.points, k=min(9, len(self.points)), workers=-1)[0][:, -1] / 2.0
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def near(self, vertices: np.ndarray, spacings: float, min_distance: float = 0.0, cap_quantile: Optional[float] = None) -> np.ndarray:
+        """``near_input`` for these points: a ``(V,)`` bool mask of the vertices near them."""
+        if not len(self.points) or not len(vertices):
+            return np.zeros(len(vertices), dtype=bool)
+        local = self.local
+        if cap_quantile is not None:
+            local = np.minimum(local, np.quantile(local, cap_quantile))
+        dist, nearest = self.tree.query(vertices, k=1, workers=-1)
+        return dist <= np.maximum(spacings * local[nearest], min_distance)
+
+
+def as_support(points: Union[np.ndarray, InputSupport]) -> InputSupport:
+    """``points`` as an ``InputSupport`` (built here from an ``(N, 3)`` array)."""
+    return points if isinstance(points, InputSupport) else InputSupport(points)
+
+
+def near_input(
+    vertices: np.ndarray, points: Union[np.ndarray, InputSupport], spacings: float, min_distance: float = 0.0,
+    cap_quantile: Optional[float] = None,
+) -> np.ndarray:
     """Which ``(V, 3)`` vertices lie near the input: within ``max(spacings * s, min_distance)`` of
     an input point, with ``s`` the local spacing at that point (half the distance to its 8th
     neighbour), so that "near" follows the density where each point is (a scan's sparse ground as
     much as its dense objects). ``cap_quantile``: ``s`` is at most this quantile of the local
-    spacings, so a few isolated points do not each support a wide patch. Returns a ``(V,)`` bool mask."""
-    from scipy.spatial import cKDTree
-
-    if not len(points) or not len(vertices):
-        return np.zeros(len(vertices), dtype=bool)
-    tree = cKDTree(points)
-    local = tree.query(points, k=min(9, len(points)), workers=-1)[0]
-    local = local[:, -1] / 2.0 if local.ndim == 2 else np.zeros(len(points))
-    if cap_quantile is not None and len(local):
-        local = np.minimum(local, np.quantile(local, cap_quantile))
-    dist, nearest = tree.query(vertices, k=1, workers=-1)
-    return dist <= np.maximum(spacings * local[nearest], min_distance)
+    spacings, so a few isolated points do not each support a wide patch. ``points``: ``(N, 3)``
+    or an ``InputSupport`` built once for several calls. Returns a ``(V,)`` bool mask."""
+    return as_support(points).near(vertices, spacings, min_distance, cap_quantile)
 
 
 CARRIER_SHARE = 0.005
@@ -203,7 +237,9 @@ def _point_shares(mesh: Mesh, labels: np.ndarray, num: int, points: np.ndarray, 
     return np.bincount(vertex_piece[nearest], minlength=num) / len(sample)
 
 
-def remove_stray_components(mesh: Mesh, points: np.ndarray, max_distance: float, keep_fraction: float, spacings: float = 0.0) -> Mesh:
+def remove_stray_components(
+    mesh: Mesh, points: Union[np.ndarray, InputSupport], max_distance: float, keep_fraction: float, spacings: float = 0.0
+) -> Mesh:
     """Keep the connected pieces that the data supports; drop phantom shells and sheets.
 
     A piece is kept when at least ``keep_fraction`` of its vertices lie near some input point:
@@ -217,7 +253,7 @@ def remove_stray_components(mesh: Mesh, points: np.ndarray, max_distance: float,
 
     Args:
         mesh: the extracted mesh (any units).
-        points: ``(N, 3)`` input points in the same units.
+        points: ``(N, 3)`` input points in the same units (or their ``InputSupport``).
         max_distance: distance to the input that always counts as "near", same units.
         keep_fraction: fraction of near vertices a piece needs.
         spacings: local point spacings that count as "near" too (0: only ``max_distance``).
@@ -228,15 +264,16 @@ def remove_stray_components(mesh: Mesh, points: np.ndarray, max_distance: float,
     num = int(labels.max()) + 1
     if num == 1 and keep_fraction <= 0:
         return mesh
-    near_vertex = near_input(mesh.vertices, points, spacings, max_distance)
+    support = as_support(points)
+    near_vertex = support.near(mesh.vertices, spacings, max_distance)
     near_face = near_vertex[mesh.faces].mean(axis=1)
     # Per-piece mean of near_face, vectorized: marching cubes on a noisy field can make
     # thousands of tiny pieces, and a Python loop over them would be quadratic.
     sums = np.bincount(labels, weights=near_face, minlength=num)
     counts = np.bincount(labels, minlength=num)
     keep = sums / np.maximum(counts, 1) >= keep_fraction
-    if not keep.all() and len(points):
-        keep |= _point_shares(mesh, labels, num, points) >= CARRIER_SHARE
+    if not keep.all() and len(support):
+        keep |= _point_shares(mesh, labels, num, support.points) >= CARRIER_SHARE
     if not keep.any():
         log.warning("no piece of the mesh lies near the input; keeping the mesh unfiltered")
         return mesh
@@ -282,6 +319,8 @@ def extract_mesh(
     nb = normalization.to_normalized(np.asarray(data_bounds, dtype=np.float64).reshape(2, 3))
     grid = extraction_grid(nb, config, normalization.scale)
     fn = _fast_sdf(fn)
+    cleaning = support_points is not None and (config.trim == "on" or not config.keep_all_components)
+    support = InputSupport(support_points) if cleaning else None  # one k-d tree for every clean-up step
     if config.dense:
         volume = evaluate_grid(fn, grid, config.chunk_size, device=device, progress=progress)
         # The grid's outer layer is forced outside, so every surface closes inside the grid; phantom
@@ -298,7 +337,7 @@ def extract_mesh(
         near = None
         if support_points is not None and config.trim == "on":
             pts = normalization.to_normalized(support_points)
-            near = (pts, _trim_reach(support_points, config.trim_factor) * normalization.scale + 2 * grid.spacing)
+            near = (pts, _trim_reach(support, config.trim_factor) * normalization.scale + 2 * grid.spacing)
         mesh = sparse_marching_cubes(
             fn, grid, lipschitz=config.lipschitz, chunk_size=config.chunk_size, device=device, progress=progress, near=near
         ).mesh
@@ -309,19 +348,16 @@ def extract_mesh(
     if support_points is not None and not config.keep_all_components:
         # "Near" scales with the grid and with the cloud's density: at a fine grid a sparse cloud's
         # points lie several cells apart, and a cells-only rule would call its true surface stray.
-        mesh = remove_stray_components(mesh, support_points, config.keep_distance * cell_world, config.keep_fraction, config.keep_distance)
+        mesh = remove_stray_components(mesh, support, config.keep_distance * cell_world, config.keep_fraction, config.keep_distance)
     if support_points is not None and config.trim == "on":
-        mesh = trim_mesh(mesh, support_points, config.trim_factor, 2.0 * cell_world)
+        mesh = trim_mesh(mesh, support, config.trim_factor, 2.0 * cell_world)
     return mesh
 
 
-def _trim_reach(points: np.ndarray, factor: float) -> float:
+def _trim_reach(support: InputSupport, factor: float) -> float:
     """Farthest a supported vertex can lie from the input under ``trim_mesh`` (world units): ``factor``
     times the largest local spacing (99.9th percentile, so a few isolated points do not set it)."""
-    from scipy.spatial import cKDTree
-
-    local = cKDTree(points).query(points[:: max(1, len(points) // 200_000)], k=min(9, len(points)), workers=-1)[0]
-    return factor * float(np.quantile(local[:, -1] / 2.0, 0.999)) if local.ndim == 2 else 0.0
+    return factor * float(np.quantile(support.local, 0.999)) if len(support) > 1 else 0.0
 
 
 def decimate_mesh(mesh: Mesh, target_faces: int) -> Mesh:
@@ -355,7 +391,7 @@ cloud's local spacings. Uncapped, the sparsest returns of an airborne tile (loca
 units against a median of 1.7) each kept the field's unseen sheets up to 56 units away."""
 
 
-def trim_mesh(mesh: Mesh, points: np.ndarray, factor: float = 3.0, min_distance: float = 0.0) -> Mesh:
+def trim_mesh(mesh: Mesh, points: Union[np.ndarray, InputSupport], factor: float = 3.0, min_distance: float = 0.0) -> Mesh:
     """Remove the surface that no input point supports: what a scan's sensor never saw.
 
     A vertex is supported when it lies near the input (``near_input``: within ``factor`` local
@@ -364,7 +400,7 @@ def trim_mesh(mesh: Mesh, points: np.ndarray, factor: float = 3.0, min_distance:
 
     Args:
         mesh: world-space mesh.
-        points: ``(N, 3)`` world input points.
+        points: ``(N, 3)`` world input points (or their ``InputSupport``).
         factor: distance allowed, in local spacings.
         min_distance: distance always allowed (world units; two grid cells keep marching cubes'
             own discretization from being cut).
