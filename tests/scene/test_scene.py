@@ -68,6 +68,22 @@ def test_objects_stay_one_tile_and_scenes_are_tiled():
     assert plan.voxel_size > 0
 
 
+def test_a_quiet_cut_does_not_cost_a_third_tile():
+    # One object on a slab (a sphere, 100k points on it and 100k on the slab; 198k points, which two
+    # tiles of 150k hold): the cut that sought the gap beside the object left 32k points on one side
+    # and 166k on the other, which was split again (measured: 82,927 + 82,927 + 32,181 points, two
+    # rounds of fits on two workers); now two tiles of 99,017.
+    import trimesh
+
+    from neural_sdf.synthetic import tabletop_scene
+
+    tm = trimesh.creation.icosphere(subdivisions=4)
+    scene = tabletop_scene([Mesh(np.asarray(tm.vertices), np.asarray(tm.faces))], points_per_object=100_000, ground_points=100_000, seed=0)
+    plan = plan_tiles(scene.cloud.points)
+    assert len(plan.tiles) == 2
+    assert all(t.num_core <= 150_000 for t in plan.tiles)
+
+
 def test_sphere_across_eight_tiles_is_one_watertight_piece_as_accurate_as_one_tile():
     cloud = _sphere_cloud()
     prepared = prepare_cloud(cloud, ScanConfig(), progress=False)
