@@ -104,6 +104,9 @@ def _poisson_image_preset(quality: str, supervise: str, laplacian_loss: str = "e
             siren,
             TrainConfig(steps=10_000, lr=1e-4, checkpoint_every=0),
         )
+    # Only the steps, the Laplacian loss and its target's blur differ between the cases below.
+    fields: dict[str, Any] = {}
+    blur = None
     if supervise == "laplacian" and laplacian_loss == "energy":
         # The discrete Poisson energy on 64 patches of 8 x 8 pixels (about 0.09 s a step on one
         # core, a quarter of the pointwise step). Probes on the 256 x 256 camera, 1,500 steps, PSNR
@@ -111,13 +114,8 @@ def _poisson_image_preset(quality: str, supervise: str, laplacian_loss: str = "e
         # px 22.1, 32 -> 1 px 21.4, 8 -> 0 px 22.6, 32 -> 0 px over 60% 20.5; no blur at all 13.2
         # after 300 steps (21.6 with it); lr 3e-4 19.8. scripts/FIELDS.md, image_poisson_energy*.json.
         steps = {"fast": 1000, "default": 3000, "high": 8000}[quality]
-        return AppPreset(
-            ImageConfig(supervise=supervise, laplacian_loss="energy", batch_size=4096, precision="float32", eval_every=100),
-            siren,
-            TrainConfig(steps=steps, lr=1e-4, lr_final_ratio=0.1, checkpoint_every=0),
-            laplacian_blur=(32.0, 0.0, 0.9),
-        )
-    if supervise == "laplacian":
+        fields["laplacian_loss"], blur = "energy", (32.0, 0.0, 0.9)
+    elif supervise == "laplacian":
         # The network's own Laplacian: a sharp photograph's Laplacian weights its Fourier modes by
         # |k|^2 and the loss by |k|^4: with the raw target the fit stays at the image's mean (256 x
         # 256 camera: 11.2 dB after 200 steps, 11.3 after 387). Coarse to fine instead
@@ -126,19 +124,16 @@ def _poisson_image_preset(quality: str, supervise: str, laplacian_loss: str = "e
         # (the constant only): 19.6 dB (15.3) when the blur reached 1 pixel at 60% of the steps,
         # 20.2 (16.1) at 90%; 1,500 steps: 21.1 (15.4). scripts/FIELDS.md, image_poisson_laplacian*.json.
         steps = {"fast": 600, "default": 1500, "high": 5000}[quality]
-        return AppPreset(
-            ImageConfig(supervise=supervise, laplacian_loss="pointwise", batch_size=4096, precision="float32", eval_every=100),
-            siren,
-            TrainConfig(steps=steps, lr=1e-4, lr_final_ratio=0.1, checkpoint_every=0),
-            laplacian_blur=(32.0, 1.0, 0.9),
-        )
-    # Gradient on the 256 x 256 camera: 26.6 dB after 1,000 steps (241 CPU s), 31.1 dB after 3,000
-    # (698 CPU s; 30 dB from step 2,200); image_poisson*.json. ``high`` (8,000) is not measured.
-    steps = {"fast": 1000, "default": 3000, "high": 8000}[quality]
+        fields["laplacian_loss"], blur = "pointwise", (32.0, 1.0, 0.9)
+    else:
+        # Gradient on the 256 x 256 camera: 26.6 dB after 1,000 steps (241 CPU s), 31.1 dB after 3,000
+        # (698 CPU s; 30 dB from step 2,200); image_poisson*.json. ``high`` (8,000) is not measured.
+        steps = {"fast": 1000, "default": 3000, "high": 8000}[quality]
     return AppPreset(
-        ImageConfig(supervise=supervise, batch_size=4096, precision="float32", eval_every=100),
+        ImageConfig(supervise=supervise, batch_size=4096, precision="float32", eval_every=100, **fields),
         siren,
         TrainConfig(steps=steps, lr=1e-4, lr_final_ratio=0.1, checkpoint_every=0),
+        laplacian_blur=blur,
     )
 
 
