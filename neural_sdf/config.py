@@ -184,6 +184,11 @@ class ExtractConfig:
         "remove surface farther from the input than `trim_factor` local point spacings (auto: on for scenes and "
         "single-view scans, whose sides no sensor saw; off for objects, whose holes get capped)",
     )
+    adaptive: Literal["auto", "on", "off"] = _f(
+        "auto",
+        "mesh at up to 4 times the voxel where the input's points are that sparse, and at the voxel near "
+        "everything denser (auto: on for tiled scenes, off for single objects); needs trimming on",
+    )
     trim_factor: float = _f(3.0, "trimming distance, in local point spacings (at least two grid cells)")
     target_faces: int = _f(
         0, "simplify the written mesh to about this many triangles (quadric decimation; 0: keep every face)"
@@ -191,6 +196,7 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         _check_literal(self, "trim")
+        _check_literal(self, "adaptive")
         if self.target_faces < 0 or 0 < self.target_faces < 4:
             raise ValueError(f"target_faces must be 0 (off) or >= 4, got {self.target_faces}")
         if not (self.voxel_size >= 0 and self.voxel_size < float("inf")):

@@ -338,9 +338,16 @@ def extract_mesh(
         if support_points is not None and config.trim == "on":
             pts = normalization.to_normalized(support_points)
             near = (pts, _trim_reach(support, config.trim_factor) * normalization.scale + 2 * grid.spacing)
-        mesh = sparse_marching_cubes(
-            fn, grid, lipschitz=config.lipschitz, chunk_size=config.chunk_size, device=device, progress=progress, near=near
-        ).mesh
+        if near is not None and config.adaptive == "on":
+            # Coarser where the points are sparse (a scene's ground), one closed surface throughout.
+            mesh = adaptive_marching_cubes(
+                fn, grid, near[0], support.local * normalization.scale, near[1],
+                lipschitz=config.lipschitz, chunk_size=config.chunk_size, device=device, progress=progress,
+            ).mesh
+        else:
+            mesh = sparse_marching_cubes(
+                fn, grid, lipschitz=config.lipschitz, chunk_size=config.chunk_size, device=device, progress=progress, near=near
+            ).mesh
     if mesh.is_empty:
         return mesh
     mesh = Mesh(normalization.to_world(mesh.vertices), mesh.faces)
@@ -502,6 +509,9 @@ def sparse_marching_cubes(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
     near: Optional[tuple[np.ndarray, float]] = None,
+    blocks: Optional[tuple[np.ndarray, int]] = None,
+    interface: Optional["_Interface"] = None,
+    seeds: Optional[np.ndarray] = None,
 ) -> SparseExtraction:
     """Mesh the zero level set of ``fn`` on ``grid`` by coarse-to-fine evaluation.
 
@@ -538,6 +548,14 @@ def sparse_marching_cubes(
             within ``distance`` of a point (a scan's data), and nothing in the space no sensor saw,
             where an open scan's field may hold any number of surfaces (they would be trimmed
             anyway; meshing them first can cost most of the time).
+        blocks: ``(mask, side)``: mesh exactly the cells whose block of ``side`` cells (per axis,
+            from the grid's origin) is True in ``mask``, and nothing else (one region of an
+            adaptive extraction, ``adaptive_marching_cubes``). Replaces ``near``.
+        interface: grid points on the faces of its coarse blocks take the trilinear interpolant
+            of the coarse lattice's values instead of ``fn``'s (``adaptive_marching_cubes``).
+        seeds: ``(K, 3)`` grid cell origins always examined (and followed across sign-changing
+            faces), whatever the bound says: where an adaptive extraction's coarse region meets
+            this one, the interpolated face can change sign where ``fn`` does not.
 
     Returns:
         ``SparseExtraction``: the mesh in grid coordinates (empty, with a warning, when no cell
@@ -550,8 +568,15 @@ def sparse_marching_cubes(
     cells = -(-(shape - 1) // stride)  # coarse cubes per axis
     top = cells * stride  # last virtual grid index per axis (>= shape - 1)
     state = _SparseState(fn, grid, shape, top, stride, lipschitz, border_value, chunk_size, device, dtype)
-    if near is not None:
+    if blocks is not None:
+        state.set_blocks(*blocks)
+    elif near is not None:
         state.active = _active_cubes(grid, cells, stride, *near)
+    state.interface = interface
+    if seeds is not None and len(seeds):
+        seeds = np.asarray(seeds, dtype=np.int64)
+        seeds = seeds[np.all((seeds >= 0) & (seeds <= state.last_cell), axis=1) & state._in_active(seeds)]
+        state.seeds = seeds[np.argsort(seeds[:, 0], kind="stable")]
 
     # Corners of the coarsest cubes: one small regular grid (points past the grid's end included).
     axes = [np.arange(0, t + 1, stride) for t in top]
@@ -612,16 +637,60 @@ class _SparseState:
         self.last_cell = shape - 2  # largest origin of a real grid cell, per axis
         self.num_evaluations = 0
         self.active: Optional[np.ndarray] = None  # coarsest cubes that may be meshed (None: all)
+        self.blocks: Optional[np.ndarray] = None  # exact region: blocks of ``block`` cells (None: ``active``)
+        self.block = stride
+        self.interface: Optional[_Interface] = None
+        self.seeds = np.zeros((0, 3), dtype=np.int64)  # cell origins always examined, sorted by x
+
+    def set_blocks(self, mask: np.ndarray, side: int) -> None:
+        """Mesh only the cells of the True blocks of ``mask`` (``side`` cells per block and axis)."""
+        if side < 1 or self.stride % side:
+            raise ValueError(f"block side {side} must divide the stride {self.stride}")
+        self.blocks, self.block = np.asarray(mask, dtype=bool), side
+        # A coarsest cube is refined when any of its blocks is meshed.
+        pool = self.stride // side
+        cubes = -(-(self.top // self.stride))
+        padded = np.zeros(tuple(int(c) * pool for c in cubes), dtype=bool)
+        sub = tuple(slice(0, min(int(a), int(b))) for a, b in zip(mask.shape, padded.shape))
+        padded[sub] = mask[sub]
+        self.active = padded.reshape(cubes[0], pool, cubes[1], pool, cubes[2], pool).any(axis=(1, 3, 5))
 
     def _in_active(self, cells: np.ndarray) -> np.ndarray:
-        """Which global cell origins ``(K, 3)`` lie in an active coarsest cube."""
+        """Which global cell origins ``(K, 3)`` lie in an active coarsest cube (in an active block
+        when ``blocks`` are set)."""
+        if self.blocks is not None:
+            c = cells // self.block
+            inside = np.all((c >= 0) & (c < np.asarray(self.blocks.shape)), axis=1)
+            out = np.zeros(len(cells), dtype=bool)
+            out[inside] = self.blocks[tuple(c[inside].T)]
+            return out
         if self.active is None:
             return np.ones(len(cells), dtype=bool)
         c = np.minimum(cells // self.stride, np.asarray(self.active.shape) - 1)
         return self.active[tuple(c.T)]
 
+    def _in_active_cube(self, cells: np.ndarray) -> np.ndarray:
+        """Which global origins ``(K, 3)`` of coarsest cubes are to be refined."""
+        if self.blocks is None:
+            return self._in_active(cells)
+        c = np.minimum(cells // self.stride, np.asarray(self.active.shape) - 1)
+        return self.active[tuple(c.T)]
+
     def evaluate(self, idx: np.ndarray) -> np.ndarray:
-        """SDF at integer grid indices ``(K, 3)``; returns ``(K,)`` float32."""
+        """SDF at integer grid indices ``(K, 3)``; returns ``(K,)`` float32 (on the faces of coarse
+        blocks, the coarse lattice's interpolant when ``interface`` is set)."""
+        if self.interface is None:
+            return self._evaluate(idx)
+        on = self.interface.on_faces(idx)
+        if not on.any():
+            return self._evaluate(idx)
+        out = np.empty(len(idx), dtype=np.float32)
+        out[~on] = self._evaluate(idx[~on])
+        out[on] = self.interface.interpolate(idx[on], self._evaluate)
+        return out
+
+    def _evaluate(self, idx: np.ndarray) -> np.ndarray:
+        """``fn`` at integer grid indices ``(K, 3)``; returns ``(K,)`` float32."""
         out = np.empty(len(idx), dtype=np.float32)
         origin = np.asarray(self.grid.origin, dtype=np.float64)
         with torch.no_grad():
@@ -645,7 +714,9 @@ class _SparseState:
         num_slabs = int(coarse.shape[0] - 1)
         for bx in progress_bar(range(num_slabs), desc="extract", unit="slab", disable=not progress, leave=False):
             cur = self._refine(bx, coarse[bx : bx + 2])
-            back, fwd = self._repair(cur, np.concatenate([np.argwhere(cur.cellmask) + cur.offset, carry]), flood_all=True)
+            lo, hi = np.searchsorted(self.seeds[:, 0], [bx * self.stride, (bx + 1) * self.stride])
+            seeds = np.concatenate([np.argwhere(cur.cellmask) + cur.offset, carry, self.seeds[lo:hi]])
+            back, fwd = self._repair(cur, seeds, flood_all=True)
             for _ in range(100):
                 if prev is None or not len(back):
                     break
@@ -678,7 +749,7 @@ class _SparseState:
         jy, jz = np.meshgrid(np.arange(0, self.top[1], s0), np.arange(0, self.top[2], s0), indexing="ij")
         org = np.stack([np.zeros(jy.size, dtype=np.int64), jy.ravel(), jz.ravel()], -1)
         org = org[np.all(org + slab.offset <= self.last_cell, axis=1)]
-        org = org[self._in_active(org + slab.offset)]
+        org = org[self._in_active_cube(org + slab.offset)]
         side = s0
         while side > 2 and len(org):
             vals = slab.values[tuple((org[:, None, :] + _BITS[None] * side).transpose(2, 0, 1))]  # (r, 8)
@@ -871,6 +942,11 @@ class _SparseState:
 
         s0 = self.stride
         values, cellmask, offset = slab.values, slab.cellmask, slab.offset
+        if self.blocks is not None:
+            # Exactly this region's cells (the border repair may have added others).
+            cells = np.argwhere(cellmask)
+            drop = cells[~self._in_active(cells + offset)]
+            cellmask[tuple(drop.T)] = False
         num_cells = int(cellmask.sum())
         if not num_cells:
             return 0
@@ -894,6 +970,339 @@ class _SparseState:
                 continue
             parts.append((verts.astype(np.float64) + np.array([offset[0], jy * s0, jz * s0], dtype=np.float64), faces.astype(np.int64)))
         return num_cells
+
+
+# ----------------------------------------------------------------------------- adaptive extraction
+COARSE_FACTORS = (2, 4)
+"""Coarse voxels that ``adaptive_marching_cubes`` may use, in fine voxels. At most 4: on the
+synthetic table-top scene the ground slab is 0.05 thick, and a voxel of 4 x 0.0039 leaves it 3
+cells thick (8 x would leave it 1.6 and break it)."""
+
+
+class _Interface:
+    """Grid points on the faces of coarse blocks, seen from the fine region of an adaptive extraction.
+
+    On such a face the fine pass takes the trilinear interpolant of the coarse lattice (every
+    ``factor``-th grid point), which is what the coarse pass's marching cubes sees there, so both
+    sides cut the face at the same points of its coarse edges (``_fill_lenses`` closes the rest).
+    """
+
+    def __init__(self, coarse: np.ndarray, side: int, factor: int) -> None:
+        self.coarse, self.side, self.factor = coarse, side, factor
+
+    def on_faces(self, idx: np.ndarray) -> np.ndarray:
+        """``(K,)`` bool: which global grid points ``(K, 3)`` lie on the boundary of a coarse block."""
+        on_plane = idx % self.side == 0
+        hit = np.zeros(len(idx), dtype=bool)
+        cand = np.flatnonzero(on_plane.any(axis=1))
+        if not len(cand):
+            return hit
+        block, plane = idx[cand] // self.side, on_plane[cand]
+        shape = np.asarray(self.coarse.shape)
+        for step in _BITS:  # the (up to 8) blocks a point touches: step back on axes where it is on a plane
+            if np.any(step & ~plane.any(axis=0)):
+                continue
+            ok = np.all(plane | (step == 0), axis=1)
+            b = block - step
+            ok &= np.all((b >= 0) & (b < shape), axis=1)
+            sel = np.flatnonzero(ok)
+            hit[cand[sel]] |= self.coarse[tuple(b[sel].T)]
+        return hit
+
+    def interpolate(self, idx: np.ndarray, evaluate: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Trilinear interpolant of the coarse lattice at grid points ``(K, 3)`` (``evaluate``: values
+        at grid indices); ``(K,)`` float32."""
+        f = self.factor
+        base = (idx // f) * f
+        frac = (idx - base) / f  # (K, 3) in [0, 1)
+        corners = (base[:, None, :] + f * _BITS[None]).reshape(-1, 3)
+        weights = np.prod(np.where(_BITS[None] == 1, frac[:, None, :], 1.0 - frac[:, None, :]), axis=-1)  # (K, 8)
+        needed = weights.reshape(-1) > 0
+        unique, inverse = np.unique(corners[needed], axis=0, return_inverse=True)
+        values = np.zeros(len(corners), dtype=np.float64)
+        values[needed] = evaluate(unique)[inverse.reshape(-1)]
+        return (weights * values.reshape(-1, 8)).sum(axis=1).astype(np.float32)
+
+
+class AdaptiveExtraction(NamedTuple):
+    """What ``adaptive_marching_cubes`` produced.
+
+    Attributes:
+        mesh: ``Mesh`` in the grid's coordinates, faces outward.
+        factor: the coarse voxel in fine voxels (1: no region was coarse, a plain sparse extraction).
+        coarse_share: share of the meshed blocks meshed on the coarse grid.
+        lenses: gaps along the regions' common faces that were closed.
+        open_lenses: gaps left open (not planar, or not a simple loop).
+        num_evaluations: SDF evaluations made.
+    """
+
+    mesh: Mesh
+    factor: int
+    coarse_share: float
+    lenses: int
+    open_lenses: int
+    num_evaluations: int
+
+
+def coarse_blocks(
+    grid: Grid, side: int, points: np.ndarray, local: np.ndarray, active: np.ndarray, factors: tuple[int, ...] = COARSE_FACTORS
+) -> tuple[np.ndarray, int]:
+    """Blocks of ``grid`` (``side`` cells each) that may be meshed at a coarser voxel, and how coarse.
+
+    A block may be coarse at factor ``f`` when the median local spacing of the input points in
+    every block of its 3 x 3 x 3 neighbourhood that holds points is at least ``f`` grid cells: the
+    field there has no detail finer than the points' spacing (the voxel rule a single object
+    follows everywhere), and the fine region keeps a block's margin around every dense part. The
+    factor with the fewest estimated cells is chosen (fine blocks count 1, coarse ones ``1 / f^2``).
+
+    Args:
+        grid: the fine grid (normalized units).
+        side: cells per block and axis.
+        points: ``(N, 3)`` input points in the grid's coordinates.
+        local: ``(N,)`` their local spacings (``InputSupport.local``), same units.
+        active: ``(bx, by, bz)`` bool, the blocks meshed at all.
+        factors: coarse factors to try (powers of two dividing ``side``).
+
+    Returns:
+        ``(coarse, factor)``: ``coarse`` a bool mask like ``active`` (all False with factor 1).
+    """
+    from scipy import ndimage
+
+    shape = active.shape
+    idx = np.floor((np.asarray(points) - np.asarray(grid.origin)) / (grid.spacing * side)).astype(np.int64)
+    inside = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
+    idx, loc = idx[inside], np.asarray(local, dtype=np.float64)[inside] / grid.spacing
+    flat = np.ravel_multi_index(tuple(idx.T), shape)
+    median = np.full(int(np.prod(shape)), np.inf)
+    if len(flat):
+        order = np.lexsort((loc, flat))
+        flat, loc = flat[order], loc[order]
+        starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+        counts = np.diff(np.r_[starts, len(flat)])
+        median[flat[starts]] = loc[starts + counts // 2]
+    finest = ndimage.minimum_filter(median.reshape(shape), size=3, mode="nearest")
+    best, best_cost, best_mask = 1, float(active.sum()), np.zeros(shape, dtype=bool)
+    for f in factors:
+        if side % f:
+            continue
+        mask = active & (finest >= f)
+        cost = float((active & ~mask).sum()) + float(mask.sum()) / f**2
+        if mask.any() and cost < best_cost:
+            best, best_cost, best_mask = f, cost, mask
+    return best_mask, best
+
+
+def adaptive_marching_cubes(
+    fn: SDFFunction,
+    grid: Grid,
+    points: np.ndarray,
+    local: np.ndarray,
+    distance: float,
+    *,
+    lipschitz: float = 1.0,
+    border_value: Optional[float] = BORDER_VALUE,
+    chunk_size: int = 65536,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> AdaptiveExtraction:
+    """Mesh the zero level set of ``fn`` near the input, coarser where the input is sparse.
+
+    The grid's blocks (``sparse_stride`` cells) within ``distance`` of a point are split by
+    ``coarse_blocks`` into a fine region and a coarse one (``factor`` times the voxel) and each is
+    meshed by ``sparse_marching_cubes`` on its own grid, on exactly its own cells. The fine pass
+    takes, on the faces it shares with coarse blocks, the coarse lattice's interpolant
+    (``_Interface``), so both meshes cut each coarse edge of a common face at the same point: their
+    vertices there are welded, and what is left between them on that face (a coarse segment
+    against the fine pass's polyline along the same curve, a flat convex gap) is closed by
+    ``_fill_lenses``. The result is one surface, closed wherever the single-voxel mesh is.
+
+    Args:
+        fn: normalized SDF, ``(N, 3) -> (N, 1)``.
+        grid: the fine grid (``indexing="ij"``); it is grown by up to ``factor - 1`` points per
+            axis so that the coarse lattice ends where it does.
+        points: ``(N, 3)`` input points in the grid's coordinates; ``local``: their local spacings.
+        distance: mesh only blocks within this distance of a point (as ``sparse_marching_cubes``'s
+            ``near``).
+        lipschitz, border_value, chunk_size, device, progress: as ``sparse_marching_cubes``.
+
+    Returns:
+        ``AdaptiveExtraction``.
+    """
+    # The coarse lattice is every f-th point of a grid whose sides are multiples of every f.
+    grow = max(COARSE_FACTORS)
+    shape = (np.asarray(grid.shape, dtype=np.int64) - 1 + grow - 1) // grow * grow + 1
+    fine = Grid(grid.origin, grid.spacing, tuple(int(n) for n in shape))
+    stride = sparse_stride(fine)
+    active = _active_cubes(fine, -(-(shape - 1) // stride), stride, points, distance)
+    coarse, factor = coarse_blocks(fine, stride, points, local, active)
+    common = dict(lipschitz=lipschitz, border_value=border_value, chunk_size=chunk_size, device=device, progress=progress)
+    if factor == 1:
+        result = sparse_marching_cubes(fn, grid, near=(points, distance), **common)
+        return AdaptiveExtraction(result.mesh, 1, 0.0, 0, 0, result.num_evaluations)
+    lattice = Grid(grid.origin, grid.spacing * factor, tuple(int(n) for n in (shape - 1) // factor + 1))
+    log.info("adaptive extraction: %.0f%% of the blocks at %d x the voxel", 100.0 * coarse.sum() / max(active.sum(), 1), factor)
+    coarse_pass = sparse_marching_cubes(fn, lattice, blocks=(coarse, stride // factor), **common)
+    seeds = _seeds_along_faces(coarse_pass.mesh, fine, stride, factor)
+    fine_pass = sparse_marching_cubes(
+        fn, fine, blocks=(active & ~coarse, stride), interface=_Interface(coarse, stride, factor), seeds=seeds, **common
+    )
+    mesh, lenses, left = _join_regions(fine_pass.mesh, coarse_pass.mesh, fine, stride, factor, active & ~coarse)
+    if left:
+        log.warning("adaptive extraction: %d gaps between the fine and the coarse region left open (of %d)", left, lenses + left)
+    else:
+        log.debug("adaptive extraction: %d gaps between the regions closed", lenses)
+    return AdaptiveExtraction(
+        mesh, factor, float(coarse.sum() / max(active.sum(), 1)), lenses, left, fine_pass.num_evaluations + coarse_pass.num_evaluations
+    )
+
+
+def _seeds_along_faces(coarse: Mesh, grid: Grid, side: int, factor: int) -> np.ndarray:
+    """Fine cells on both sides of the block planes next to the coarse mesh's vertices there.
+
+    Where the surface runs almost along a common face, the interpolated face can change sign where
+    the network one cell away does not, so the fine pass's bound would skip the cells that close
+    the coarse mesh; they are examined whatever the bound says. Returns ``(K, 3)`` cell origins.
+    """
+    if coarse.is_empty:
+        return np.zeros((0, 3), dtype=np.int64)
+    index = (coarse.vertices - np.asarray(grid.origin)) / grid.spacing
+    u = index / side
+    on = np.abs(u - np.round(u)) < 1e-3 / side
+    out = []
+    span = np.arange(-factor, factor + 1)
+    for axis in range(3):
+        rows = index[on[:, axis]]
+        if not len(rows):
+            continue
+        base = np.floor(rows).astype(np.int64)
+        base[:, axis] = np.round(rows[:, axis]).astype(np.int64)
+        ranges = [span if a != axis else np.array([-1, 0]) for a in range(3)]
+        offsets = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, 3)
+        out.append((base[:, None, :] + offsets[None]).reshape(-1, 3))
+    return _unique_rows(np.concatenate(out)) if out else np.zeros((0, 3), dtype=np.int64)
+
+
+def _join_regions(
+    fine: Mesh, coarse: Mesh, grid: Grid, side: int, factor: int, fine_blocks: Optional[np.ndarray] = None
+) -> tuple[Mesh, int, int]:
+    """Weld the two regions' meshes along their common faces and close the gaps left there
+    (``fine_blocks``: the fine region's blocks of ``side`` cells, for telling gaps from borders of
+    unmeshed space).
+
+    Returns ``(mesh, lenses closed, lenses left open)``.
+    """
+    from scipy.spatial import cKDTree
+
+    if fine.is_empty or coarse.is_empty:
+        return (coarse if fine.is_empty else fine), 0, 0
+    origin = np.asarray(grid.origin)
+
+    def planes(v: np.ndarray) -> np.ndarray:
+        """``(V, 3)`` index of the block plane each vertex lies on, per axis (-1: none)."""
+        u = (v - origin) / (grid.spacing * side)
+        r = np.round(u)
+        return np.where(np.abs(u - r) < 1e-3 / side, r, -1).astype(np.int64)
+
+    def on_planes(v: np.ndarray) -> np.ndarray:
+        return np.any(planes(v) >= 0, axis=1)
+
+    nf = len(fine.vertices)
+    fine_on, coarse_on = np.flatnonzero(on_planes(fine.vertices)), np.flatnonzero(on_planes(coarse.vertices))
+    target = np.arange(nf + len(coarse.vertices))
+    if len(fine_on) and len(coarse_on):
+        tol = 2e-3 * grid.spacing
+        dist, nearest = cKDTree(fine.vertices[fine_on]).query(coarse.vertices[coarse_on], distance_upper_bound=tol)
+        twin = np.isfinite(dist)
+        target[nf + coarse_on[twin]] = fine_on[nearest[twin]]
+    keep = target == np.arange(len(target))
+    rank = np.cumsum(keep) - 1
+    vertices = np.vstack([fine.vertices, coarse.vertices])[keep]
+    faces = rank[target[np.vstack([fine.faces, coarse.faces + nf])]]
+    from_coarse = np.arange(len(faces)) >= len(fine.faces)
+    proper = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
+    faces, from_coarse = faces[proper], from_coarse[proper]
+    fill, closed, left = _fill_lenses(
+        (vertices - origin) / grid.spacing, faces, from_coarse, planes(vertices), factor, None if fine_blocks is None else (fine_blocks, side)
+    )
+    return Mesh(vertices, np.vstack([faces, fill])), closed, left
+
+
+def _fill_lenses(
+    index: np.ndarray, faces: np.ndarray, from_coarse: np.ndarray, plane: np.ndarray, factor: int,
+    fine_blocks: Optional[tuple[np.ndarray, int]] = None,
+) -> tuple[np.ndarray, int, int]:
+    """Close the flat gaps between two regions' meshes on their common faces.
+
+    A coarse face cell's contour is one segment ``B -> A`` of the coarse mesh's boundary; the fine
+    mesh follows the same contour (sampled finer) from ``A`` to ``B`` along its own boundary, in
+    the same face cell. The gap between them is convex (a chord against points of a bilinear
+    contour; flat, of zero area, where the contour is straight), so a fan from ``A`` closes it,
+    oriented against both.
+
+    Args:
+        index: ``(V, 3)`` welded vertices in fine grid indices; ``faces``: ``(F, 3)``;
+            ``from_coarse``: ``(F,)`` bool, the faces of the coarse region.
+        plane: ``(V, 3)`` int, per axis the index of the block plane a vertex lies on (-1: none).
+        factor: coarse cells are ``factor`` fine cells.
+        fine_blocks: ``(mask, side)``, the fine region's blocks: a coarse boundary edge with no
+            fine block across its plane borders space meshed by neither region (as the plain
+            sparse path leaves it), and is no gap.
+
+    Returns:
+        ``(faces (K, 3), gaps closed, gaps left open)``.
+    """
+    n = len(index)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    coarse_edge = np.tile(from_coarse, 3)
+    forward = np.sort(edges[:, 0] * n + edges[:, 1])
+    backward = edges[:, 1] * n + edges[:, 0]
+    pos = np.clip(np.searchsorted(forward, backward), 0, len(forward) - 1)
+    # Boundary edges lying in a block plane (``common[e, axis]``: both ends on the same plane).
+    pa, pb = plane[edges[:, 0]], plane[edges[:, 1]]
+    common = (pa >= 0) & (pa == pb)
+    boundary = np.flatnonzero((forward[pos] != backward) & common.any(axis=1))
+    edges, common, coarse_edge = edges[boundary], common[boundary], coarse_edge[boundary]
+    # The coarse face cell each edge lies in (its midpoint's cell; the plane's own axis zeroed).
+    cell = np.floor((index[edges[:, 0]] + index[edges[:, 1]]) / (2 * factor)).astype(np.int64)
+    successor: dict[tuple[int, ...], int] = {}
+    for e in np.flatnonzero(~coarse_edge).tolist():
+        for axis in np.flatnonzero(common[e]).tolist():
+            c = cell[e].copy()
+            c[axis] = plane[edges[e, 0], axis]
+            successor[(int(edges[e, 0]), axis, *c.tolist())] = int(edges[e, 1])
+    fill: list[tuple[int, int, int]] = []
+    closed = left = 0
+    for e in np.flatnonzero(coarse_edge).tolist():
+        b, a = int(edges[e, 0]), int(edges[e, 1])  # the chord runs B -> A; the fine path A -> B
+        path: list[int] = []
+        for axis in np.flatnonzero(common[e]).tolist():
+            c = cell[e].copy()
+            c[axis] = plane[a, axis]
+            key = (axis, *c.tolist())
+            path, v = [a], a
+            while v != b and len(path) <= 4 * factor and (v, *key) in successor:
+                v = successor[(v, *key)]
+                path.append(v)
+            if v == b and len(path) >= 3:
+                break
+        if not path or path[-1] != b or len(path) < 3:
+            left += int(fine_blocks is None or _fine_across(index[[a, b]].mean(axis=0), common[e], plane[a], *fine_blocks))
+            continue
+        closed += 1
+        fill.extend((a, path[i + 1], path[i]) for i in range(1, len(path) - 1))
+    return np.asarray(fill, dtype=np.int64).reshape(-1, 3), closed, left
+
+
+def _fine_across(point: np.ndarray, axes: np.ndarray, plane: np.ndarray, mask: np.ndarray, side: int) -> bool:
+    """Whether a fine block touches the block plane(s) ``axes`` at ``point`` (fine grid indices)."""
+    block = np.floor(point / side).astype(np.int64)
+    for axis in np.flatnonzero(axes).tolist():
+        for b in (plane[axis] - 1, plane[axis]):
+            c = block.copy()
+            c[axis] = b
+            if np.all((c >= 0) & (c < np.asarray(mask.shape))) and mask[tuple(c)]:
+                return True
+    return False
 
 
 def _merge_block_meshes(parts: list[tuple[np.ndarray, np.ndarray]], grid: Grid, stride: int) -> Mesh:

@@ -266,7 +266,8 @@ def resolve_extract(model: Any, config: ExtractConfig) -> ExtractConfig:
     resolution is the default one, at the voxel its plan chose from the point spacing
     (``info["plan"]["voxel_size"]``; a preview that asks for another resolution gets it). Trimming
     ("auto") is on for scenes and for single-view scans (the input gave a sensor position), whose
-    unseen sides are no surface, and off for objects, whose holes are capped.
+    unseen sides are no surface, and off for objects, whose holes are capped. Adaptive meshing
+    ("auto") is on for scenes, whose density varies across the cloud, and off for objects.
     """
     changes: dict[str, Any] = {}
     scene = hasattr(model, "tiles")
@@ -274,6 +275,8 @@ def resolve_extract(model: Any, config: ExtractConfig) -> ExtractConfig:
         changes["voxel_size"] = float(model.info.get("plan", {}).get("voxel_size", 0.0))
     if config.trim == "auto":
         changes["trim"] = "on" if scene or model.info.get("viewpoint") is not None else "off"
+    if config.adaptive == "auto":
+        changes["adaptive"] = "on" if scene else "off"
     return dataclasses.replace(config, **changes) if changes else config
 
 
