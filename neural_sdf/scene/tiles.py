@@ -518,7 +518,8 @@ def reconstruct_scene(
     """Fit a scene's tiles (``fit_scene``) and mesh the blended field in the input's coordinates.
 
     The mesh is extracted once from the blended field (one surface: no seams between tiles) by
-    the sparse extractor, at ``extract.voxel_size`` or the point spacing, trimmed to the data
+    the sparse extractor, at ``extract.voxel_size`` or the point spacing (adaptively coarser where
+    the points are sparse: ``extract.adaptive_marching_cubes``), trimmed to the data
     (``extract.trim``: auto is on for scenes), with every input point as support.
 
     Returns:
