@@ -299,6 +299,7 @@ def extract_mesh(
     config: ExtractConfig = ExtractConfig(),
     *,
     support_points: Optional[np.ndarray] = None,
+    support_share: float = 1.0,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> Mesh:
@@ -310,6 +311,10 @@ def extract_mesh(
         data_bounds: ``(2, 3)`` world bounding box of the data; the grid covers it plus padding.
         config: resolution, chunking, sparse or dense evaluation, and clean-up.
         support_points: ``(N, 3)`` world input points for the stray-piece clean-up (skipped if None).
+        support_share: ``support_points`` are this share of the input (a random subsample, as a
+            model keeps), so their local spacings are ``1 / sqrt(share)`` times the input's on a
+            surface; adaptive meshing corrects for it and coarsens where the input, not the
+            subsample, is sparse.
         device: where ``fn`` runs.
         progress: show a progress bar.
 
@@ -341,7 +346,7 @@ def extract_mesh(
         if near is not None and config.adaptive == "on":
             # Coarser where the points are sparse (a scene's ground), one closed surface throughout.
             mesh = adaptive_marching_cubes(
-                fn, grid, near[0], support.local * normalization.scale, near[1],
+                fn, grid, near[0], support.local * math.sqrt(min(max(support_share, 1e-12), 1.0)) * normalization.scale, near[1],
                 lipschitz=config.lipschitz, chunk_size=config.chunk_size, device=device, progress=progress,
             ).mesh
         else:

@@ -287,15 +287,20 @@ def extract_mesh(model: Any, config: ExtractConfig = ExtractConfig(), *, support
         model: an ``SDFModel`` or a ``scene.SceneModel``.
         config: grid and clean-up (``resolve_extract`` resolves its "auto" settings for the model).
         support_points: ``(N, 3)`` world input points for the clean-up and trimming (default: the
-            subsample kept in the model).
+            subsample kept in the model, whose sparser spacing adaptive meshing corrects for).
         progress: show a progress bar.
     """
+    share = 1.0
+    if support_points is None and model.support_points is not None:
+        # The model keeps a subsample of its input: the input is denser than it looks.
+        share = len(model.support_points) / max(int(model.info.get("num_points", 0)), len(model.support_points), 1)
     mesh = _extract(
         model.network,
         model.normalization,
         model.data_bounds,
         resolve_extract(model, config),
         support_points=model.support_points if support_points is None else support_points,
+        support_share=share,
         device=model.device,
         progress=progress,
     )
