@@ -1226,8 +1226,11 @@ def _join_regions(
     from_coarse = np.arange(len(faces)) >= len(fine.faces)
     proper = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
     faces, from_coarse = faces[proper], from_coarse[proper]
+    # Only faces with two vertices on block planes can hold a gap's edge (and its twin).
+    plane = planes(vertices)
+    near = np.flatnonzero(np.any(plane >= 0, axis=1)[faces].sum(axis=1) >= 2)
     fill, closed, left = _fill_lenses(
-        (vertices - origin) / grid.spacing, faces, from_coarse, planes(vertices), factor, None if fine_blocks is None else (fine_blocks, side)
+        (vertices - origin) / grid.spacing, faces[near], from_coarse[near], plane, factor, None if fine_blocks is None else (fine_blocks, side)
     )
     return Mesh(vertices, np.vstack([faces, fill])), closed, left
 
