@@ -674,7 +674,18 @@ class ViewerApp:
         self._render(write)
 
     def quit(self) -> None:
-        """Close the window (ends ``Application.run``)."""
+        """Close the window (ends ``Application.run``).
+
+        A watched unattended child (``WATCHED_ENV``) whose outputs are written exits at once
+        instead: on the CPU Vulkan driver the GUI's teardown can hang after the file is written
+        (measured in one checkout: the screenshot written, then no exit within 120 s on every
+        attempt), and nothing is left to do but report the exit code.
+        """
+        if os.environ.get(WATCHED_ENV) and (self.screenshot_path is not None or self.export_path is not None):
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(self.exit_code)
         self.gui.Application.instance.quit()
 
 
