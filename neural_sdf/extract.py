@@ -663,21 +663,18 @@ class _SparseState:
     def _in_active(self, cells: np.ndarray) -> np.ndarray:
         """Which global cell origins ``(K, 3)`` lie in an active coarsest cube (in an active block
         when ``blocks`` are set)."""
-        if self.blocks is not None:
-            c = cells // self.block
-            inside = np.all((c >= 0) & (c < np.asarray(self.blocks.shape)), axis=1)
-            out = np.zeros(len(cells), dtype=bool)
-            out[inside] = self.blocks[tuple(c[inside].T)]
-            return out
-        if self.active is None:
-            return np.ones(len(cells), dtype=bool)
-        c = np.minimum(cells // self.stride, np.asarray(self.active.shape) - 1)
-        return self.active[tuple(c.T)]
+        if self.blocks is None:
+            return self._in_active_cube(cells)
+        c = cells // self.block
+        inside = np.all((c >= 0) & (c < np.asarray(self.blocks.shape)), axis=1)
+        out = np.zeros(len(cells), dtype=bool)
+        out[inside] = self.blocks[tuple(c[inside].T)]
+        return out
 
     def _in_active_cube(self, cells: np.ndarray) -> np.ndarray:
-        """Which global origins ``(K, 3)`` of coarsest cubes are to be refined."""
-        if self.blocks is None:
-            return self._in_active(cells)
+        """Which global cell origins ``(K, 3)`` lie in a coarsest cube that is refined."""
+        if self.active is None:
+            return np.ones(len(cells), dtype=bool)
         c = np.minimum(cells // self.stride, np.asarray(self.active.shape) - 1)
         return self.active[tuple(c.T)]
 
@@ -1145,7 +1142,8 @@ def adaptive_marching_cubes(
         result = sparse_marching_cubes(fn, grid, near=(points, distance), **common)
         return AdaptiveExtraction(result.mesh, 1, 0.0, 0, 0, result.num_evaluations)
     lattice = Grid(grid.origin, grid.spacing * factor, tuple(int(n) for n in (shape - 1) // factor + 1))
-    log.info("adaptive extraction: %.0f%% of the blocks at %d x the voxel", 100.0 * coarse.sum() / max(active.sum(), 1), factor)
+    share = float(coarse.sum() / max(active.sum(), 1))
+    log.info("adaptive extraction: %.0f%% of the blocks at %d x the voxel", 100.0 * share, factor)
     coarse_pass = sparse_marching_cubes(fn, lattice, blocks=(coarse, stride // factor), **common)
     seeds = _seeds_along_faces(coarse_pass.mesh, fine, stride, factor)
     fine_pass = sparse_marching_cubes(
@@ -1156,9 +1154,15 @@ def adaptive_marching_cubes(
         log.warning("adaptive extraction: %d gaps between the fine and the coarse region left open (of %d)", left, lenses + left)
     else:
         log.debug("adaptive extraction: %d gaps between the regions closed", lenses)
-    return AdaptiveExtraction(
-        mesh, factor, float(coarse.sum() / max(active.sum(), 1)), lenses, left, fine_pass.num_evaluations + coarse_pass.num_evaluations
-    )
+    return AdaptiveExtraction(mesh, factor, share, lenses, left, fine_pass.num_evaluations + coarse_pass.num_evaluations)
+
+
+def _block_planes(vertices: np.ndarray, grid: Grid, side: int) -> np.ndarray:
+    """``(V, 3)`` int: per axis, the index of the block plane (every ``side`` cells of ``grid``) a
+    vertex lies on, to a thousandth of a cell; -1 where it lies on none."""
+    u = (vertices - np.asarray(grid.origin)) / (grid.spacing * side)
+    r = np.round(u)
+    return np.where(np.abs(u - r) < 1e-3 / side, r, -1).astype(np.int64)
 
 
 def _seeds_along_faces(coarse: Mesh, grid: Grid, side: int, factor: int) -> np.ndarray:
@@ -1171,8 +1175,7 @@ def _seeds_along_faces(coarse: Mesh, grid: Grid, side: int, factor: int) -> np.n
     if coarse.is_empty:
         return np.zeros((0, 3), dtype=np.int64)
     index = (coarse.vertices - np.asarray(grid.origin)) / grid.spacing
-    u = index / side
-    on = np.abs(u - np.round(u)) < 1e-3 / side
+    on = _block_planes(coarse.vertices, grid, side) >= 0
     out = []
     span = np.arange(-factor, factor + 1)
     for axis in range(3):
@@ -1200,20 +1203,12 @@ def _join_regions(
 
     if fine.is_empty or coarse.is_empty:
         return (coarse if fine.is_empty else fine), 0, 0
-    origin = np.asarray(grid.origin)
-
-    def planes(v: np.ndarray) -> np.ndarray:
-        """``(V, 3)`` index of the block plane each vertex lies on, per axis (-1: none)."""
-        u = (v - origin) / (grid.spacing * side)
-        r = np.round(u)
-        return np.where(np.abs(u - r) < 1e-3 / side, r, -1).astype(np.int64)
-
-    def on_planes(v: np.ndarray) -> np.ndarray:
-        return np.any(planes(v) >= 0, axis=1)
-
     nf = len(fine.vertices)
-    fine_on, coarse_on = np.flatnonzero(on_planes(fine.vertices)), np.flatnonzero(on_planes(coarse.vertices))
-    target = np.arange(nf + len(coarse.vertices))
+    vertices = np.vstack([fine.vertices, coarse.vertices])
+    plane = _block_planes(vertices, grid, side)
+    on = np.flatnonzero(np.any(plane >= 0, axis=1))
+    fine_on, coarse_on = on[on < nf], on[on >= nf] - nf
+    target = np.arange(len(vertices))
     if len(fine_on) and len(coarse_on):
         tol = 2e-3 * grid.spacing
         dist, nearest = cKDTree(fine.vertices[fine_on]).query(coarse.vertices[coarse_on], distance_upper_bound=tol)
@@ -1221,16 +1216,15 @@ def _join_regions(
         target[nf + coarse_on[twin]] = fine_on[nearest[twin]]
     keep = target == np.arange(len(target))
     rank = np.cumsum(keep) - 1
-    vertices = np.vstack([fine.vertices, coarse.vertices])[keep]
+    vertices, plane = vertices[keep], plane[keep]  # a welded vertex keeps the fine one's position
     faces = rank[target[np.vstack([fine.faces, coarse.faces + nf])]]
     from_coarse = np.arange(len(faces)) >= len(fine.faces)
     proper = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
     faces, from_coarse = faces[proper], from_coarse[proper]
     # Only faces with two vertices on block planes can hold a gap's edge (and its twin).
-    plane = planes(vertices)
     near = np.flatnonzero(np.any(plane >= 0, axis=1)[faces].sum(axis=1) >= 2)
     fill, closed, left = _fill_lenses(
-        (vertices - origin) / grid.spacing, faces[near], from_coarse[near], plane, factor, None if fine_blocks is None else (fine_blocks, side)
+        (vertices - np.asarray(grid.origin)) / grid.spacing, faces[near], from_coarse[near], plane, factor, None if fine_blocks is None else (fine_blocks, side)
     )
     return Mesh(vertices, np.vstack([faces, fill])), closed, left
 
