@@ -39,3 +39,24 @@ def poisson(cloud: ns.PointCloud, depth: int = 9, trim_quantile: float = 0.05) -
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
     pcd.normals = o3d.utility.Vector3dVector(cloud.normals)
     return poisson_mesh(pcd, depth, trim_quantile)[0]
+
+
+def on_folded_faces(scene, index: np.ndarray) -> int:
+    """How many of these samples lie on a face folded back against a neighbouring face (normals
+    more than 120 degrees apart): a source mesh's own wrong normal, e.g. from the fan
+    triangulation of a non-planar polygon (fertility has 260 such face pairs)."""
+    import trimesh
+
+    count = 0
+    for i, mesh in enumerate(scene.objects):
+        picked = index[scene.label[index] == i]
+        if not len(picked):
+            continue
+        tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+        adj = tm.face_adjacency
+        folded_pairs = adj[np.sum(tm.face_normals[adj[:, 0]] * tm.face_normals[adj[:, 1]], axis=1) < -0.5]
+        folded = np.zeros(len(tm.faces), dtype=bool)
+        folded[folded_pairs.reshape(-1)] = True
+        _, _, face = trimesh.proximity.closest_point(tm, scene.cloud.points[picked])
+        count += int(folded[face].sum())
+    return count

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import write_results
-from _shared import SHAPES_DIR
+from _shared import SHAPES_DIR, on_folded_faces
 
 import neural_sdf as ns
 from neural_sdf.cleanup import find_outliers
@@ -72,7 +72,7 @@ def scene_rows(points: int, ground: int, seed: int) -> dict:
         "ground_points": int((scene.label < 0).sum()),
         "clean_dropped": int(clean.mask.sum()),
         "clean_normals_changed": repair.num_changed,
-        "changed_on_folded_faces": _on_folded_faces(scene, np.flatnonzero(repair.changed)),
+        "changed_on_folded_faces": on_folded_faces(scene, np.flatnonzero(repair.changed)),
         "outlier_seconds": t_out,
         "normals_seconds": t_nrm,
         "outliers": len(out),
@@ -81,27 +81,6 @@ def scene_rows(points: int, ground: int, seed: int) -> dict:
         "found_far": float(found[far].mean()),
         "valid_dropped": int(dirty.mask[: len(pts)].sum()),
     }
-
-
-def _on_folded_faces(scene, index: np.ndarray) -> int:
-    """How many of these samples lie on a face folded back against a neighbouring face (normals
-    more than 120 degrees apart): a source mesh's own wrong normal, e.g. from the fan
-    triangulation of a non-planar polygon (fertility has 260 such face pairs)."""
-    import trimesh
-
-    count = 0
-    for i, mesh in enumerate(scene.objects):
-        picked = index[scene.label[index] == i]
-        if not len(picked):
-            continue
-        tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-        adj = tm.face_adjacency
-        folded_pairs = adj[np.sum(tm.face_normals[adj[:, 0]] * tm.face_normals[adj[:, 1]], axis=1) < -0.5]
-        folded = np.zeros(len(tm.faces), dtype=bool)
-        folded[folded_pairs.reshape(-1)] = True
-        _, _, face = trimesh.proximity.closest_point(tm, scene.cloud.points[picked])
-        count += int(folded[face].sum())
-    return count
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import write_results
-from _shared import SHAPES_DIR
+from _shared import SHAPES_DIR, on_folded_faces
 
 import neural_sdf as ns
 from neural_sdf.extract import connected_components
@@ -119,6 +119,28 @@ def ground_present(mesh: ns.Mesh, scene, tolerance: float = 0.01) -> float:
     return float((dist <= tolerance).mean())
 
 
+def data_stage(scene, cloud_path: Path) -> dict:
+    """What the data stage ``reconstruct`` runs first (``prepare_cloud`` with the default settings,
+    the same function and settings as the command's) does to the clean scene: points dropped and
+    given normals changed, and how many of those lie on faces the source meshes fold back (their
+    own normals point against the surface there)."""
+    from scipy.spatial import cKDTree
+
+    from neural_sdf.cleanup import prepare_cloud
+
+    prepared = prepare_cloud(str(cloud_path), progress=False)
+    given = ns.load_points(cloud_path)  # the file as the command reads it, in the scene's order
+    dist, index = cKDTree(given.points).query(prepared.cloud.points, workers=-1)
+    assert float(dist.max()) == 0.0, "the data stage moved points"
+    changed = index[np.sum(prepared.cloud.normals * given.normals[index], axis=1) < 0.999]
+    return {
+        "points_dropped": len(given) - len(prepared.cloud),
+        "normals_changed": len(changed),
+        "normals_changed_on_folded_faces": on_folded_faces(scene, changed),
+        "normals_from": prepared.normals_from,
+    }
+
+
 def run_scene(num_objects: int, args: argparse.Namespace, work: Path) -> dict:
     names = [SHAPES[i % len(SHAPES)] for i in range(num_objects)]
     meshes = [ns.load_mesh(SHAPES_DIR / f"{n}.obj") for n in names]
@@ -126,6 +148,8 @@ def run_scene(num_objects: int, args: argparse.Namespace, work: Path) -> dict:
     cloud_path = work / f"scene_{num_objects}.ply"
     ns.save_points(scene.cloud, cloud_path)
     entry: dict = {"objects": num_objects, "names": names, "points": len(scene.cloud), "extent": np.ptp(scene.cloud.points, axis=0).tolist()}
+    entry["data"] = data_stage(scene, cloud_path)
+    log.info("data stage (%d objects): %s", num_objects, entry["data"])
     out = work / f"ours_{num_objects}.ply"
     cmd = [sys.executable, "-m", "neural_sdf.cli", "reconstruct", str(cloud_path), "-o", str(out), "--jobs", str(args.jobs), *args.extra]
     proc, seconds, peak = _child(cmd)
@@ -197,6 +221,9 @@ def main() -> None:
         for r in ours.get("objects", []):
             print(f"  {r['object']:<11} F@0.5% {r['f05']:.4f}  F@1% {r['f1']:.4f}  NC {r['nc']:.4f}  pieces {r['pieces']}")
         print(f"  ground {ours.get('ground', float('nan')):.4f}, pieces {ours.get('pieces')}, faces {ours.get('faces')}")
+        data = entry["data"]
+        print(f"  data stage: {data['points_dropped']} points dropped, {data['normals_changed']} given normals changed "
+              f"({data['normals_changed_on_folded_faces']} on folded faces of the source meshes)")
 
 
 if __name__ == "__main__":
