@@ -8,7 +8,7 @@ import torch
 from conftest import analytic_sphere_sdf
 
 from neural_sdf.config import ExtractConfig
-from neural_sdf.extract import evaluate_grid, extract_mesh, marching_cubes, near_input, remove_stray_components
+from neural_sdf.extract import evaluate_grid, extract_mesh, marching_cubes, near_input, remove_stray_components, remove_untouched_pieces
 from neural_sdf.geometry import Mesh, Normalization
 from neural_sdf.sampling import make_grid
 
@@ -227,3 +227,39 @@ def test_trimming_reach_of_isolated_points_is_capped() -> None:
     assert near_input(vertex, points, 3.0)[0]
     assert not near_input(vertex, points, 3.0, cap_quantile=0.99)[0]
     assert near_input(np.array([[0.5, 0.5, 1.05]]), points, 3.0, cap_quantile=0.99)[0]
+
+
+def test_pieces_no_point_touches_are_removed_after_the_trim(caplog):
+    # A sampled sphere and two loose remnants beside it: one 0.75 of the local point spacing above
+    # its sampled top (near the data, as the trim measures, but through none of it) goes; one
+    # that a single point lies on stays.
+    import trimesh
+
+    from neural_sdf.extract import InputSupport
+
+    big = trimesh.creation.icosphere(subdivisions=4, radius=0.5)
+    points = np.vstack([[0.0, 0.0, 0.5], big.sample(400, seed=0)])
+    spacing = float(InputSupport(points).local[0])  # half the 8th-neighbour distance at the top
+    small = trimesh.creation.icosphere(subdivisions=1, radius=0.002)
+    loose = small.copy()
+    loose.apply_translation((0.0, 0.0, 0.5 + 0.75 * spacing + 0.002))
+    touched = small.copy()
+    touched.apply_translation((2.0, 0.0, 0.0))
+    points = np.vstack([points, touched.vertices[:1] + 1e-4])
+    mesh = Mesh(*_concatenate([big, loose, touched]))
+    with caplog.at_level(logging.INFO, logger="neural_sdf"):
+        out = remove_untouched_pieces(mesh, points, cell=0.1 * spacing)
+    assert len(out.faces) == len(big.faces) + len(touched.faces)
+    assert np.all(out.vertices[:, 2] <= 0.5 + 1e-9)
+    assert "removed 1 loose pieces" in caplog.text
+    # Every piece touched: the mesh is returned as it is.
+    assert remove_untouched_pieces(mesh, np.vstack([points, loose.vertices[:1]]), cell=0.005) is mesh
+
+
+def _concatenate(parts):
+    vertices, faces, base = [], [], 0
+    for p in parts:
+        vertices.append(np.asarray(p.vertices))
+        faces.append(np.asarray(p.faces) + base)
+        base += len(p.vertices)
+    return np.vstack(vertices), np.vstack(faces)
