@@ -293,8 +293,10 @@ def find_outliers(
       that is that sparse is kept when it lies on the flat plane of its 64 nearest neighbours
       (a surface sampled more sparsely than its thickness: ``_on_plane``), when its neighbours
       are mostly within the distance and it is within the random tail of their spacing (a
-      sparse surface's chance gaps: ``_sampling_tail``), or when its given normal has a
-      surface of its own around it (``_on_own_surface``).
+      sparse surface's chance gaps: ``_sampling_tail``), when it lies on the plane of its
+      neighbours about as sparse as itself (a sparse slab at the foot of dense objects:
+      ``_on_sparse_plane``), or when its given normal has a surface of its own around it
+      (``_on_own_surface``).
 
     Measured (``scripts/benchmark_cleanup.py``, ``scripts/benchmark_scene.py``): clean scenes of
     the six shared shapes (and of eight) on a ground slab 10x sparser than them (700k and 876k

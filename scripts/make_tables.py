@@ -265,13 +265,17 @@ def table_scene(results: Path) -> list[str]:
         f05 = min((r["f05"] for r in objs), default=None)
         nc = min((r["nc"] for r in objs), default=None)
         p10, p11 = e.get("poisson10", {}), e.get("poisson11", {})
+        data = e.get("data")
         rows.append([
-            e["objects"], f"{e['points']:,}", o["exit"], f"{o['seconds']:.0f}", f"{o['seconds'] / max(e['objects'], 1):.0f}",
+            e["objects"], f"{e['points']:,}",
+            data["points_dropped"] if data else "-",
+            f"{data['normals_changed']} ({data['normals_changed_on_folded_faces']})" if data else "-",
+            o["exit"], f"{o['seconds']:.0f}", f"{o['seconds'] / max(e['objects'], 1):.0f}",
             f"{o['peak_rss_mb']:.0f}", _f(f05, 4), _f(nc, 4), _f(o.get("ground"), 4), o.get("pieces", "-"), o.get("faces", "-"),
             f"{p10.get('seconds', float('nan')):.0f}", f"{p11.get('seconds', float('nan')):.0f}",
             f"{o['seconds'] / p11['seconds']:.1f}" if p11.get("seconds") else "-",
         ])
-    header = ["objects", "points", "exit", "seconds", "seconds per object", "peak MB", "worst object F@0.5%",
+    header = ["objects", "points", "points dropped", "given normals changed (on folded faces)", "exit", "seconds", "seconds per object", "peak MB", "worst object F@0.5%",
               "worst object NC", "ground covered", "pieces", "faces", "Poisson d10 s", "Poisson d11 s", "ours / d11"]
     st = d.get("settings", {})
     command = "python scripts/benchmark_scene.py --objects " + " ".join(str(n) for n in st.get("objects", [])) + f" --jobs {st.get('jobs', 2)}"
