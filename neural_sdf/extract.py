@@ -24,6 +24,7 @@ __all__ = [
     "extract_mesh",
     "connected_components",
     "remove_stray_components",
+    "remove_untouched_pieces",
     "trim_mesh",
     "near_input",
     "InputSupport",
@@ -609,7 +610,8 @@ def sparse_marching_cubes(
             of the coarse lattice's values instead of ``fn``'s (``adaptive_marching_cubes``).
         seeds: ``(K, 3)`` grid cell origins always examined (and followed across sign-changing
             faces), whatever the bound says: where an adaptive extraction's coarse region meets
-            this one, the interpolated face can change sign where ``fn`` does not.
+            this one, the interpolated face can change sign where ``fn`` does not (there, a
+            ``_FaceSeeds``, which hands them out slab by slab).
 
     Returns:
         ``SparseExtraction``: the mesh in grid coordinates (empty, with a warning, when no cell
