@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -57,14 +56,19 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource
 
 
 def _child(cmd: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run a child process; return it, its wall time and its peak resident memory (MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest of any child so far: report it only when it grew.
-    return proc, seconds, (peak if peak > before else float("nan")) / 1024
+    """Run a child process; return it, its wall time and its own peak resident memory (MB: the
+    ``ru_maxrss`` that ``wait4`` gives for this child, the largest of it and the processes it
+    waited for; ``RUSAGE_CHILDREN`` would be the largest of every child so far)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        popen = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
+        _, status, usage = os.wait4(popen.pid, 0)
+        seconds = time.perf_counter() - t0
+        popen.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        proc = subprocess.CompletedProcess(cmd, popen.returncode, out.read(), err.read())
+    return proc, seconds, usage.ru_maxrss / 1024
 
 
 def _crop(mesh: ns.Mesh, box: np.ndarray) -> ns.Mesh:
