@@ -8,7 +8,14 @@ import torch
 from conftest import analytic_sphere_sdf
 
 from neural_sdf.config import ExtractConfig
-from neural_sdf.extract import evaluate_grid, extract_mesh, marching_cubes, near_input, remove_stray_components, remove_untouched_pieces
+from neural_sdf.extract import (
+    evaluate_grid,
+    extract_mesh,
+    marching_cubes,
+    near_input,
+    remove_stray_components,
+    remove_untouched_pieces,
+)
 from neural_sdf.geometry import Mesh, Normalization
 from neural_sdf.sampling import make_grid
 
