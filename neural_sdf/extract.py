@@ -226,13 +226,19 @@ joined to sheets 10 % and 1 %; phantom shells lie behind the true surface and ar
 almost none."""
 
 
+def _vertex_pieces(mesh: Mesh, labels: np.ndarray) -> np.ndarray:
+    """``(V,)`` the piece of each vertex, from the faces' ``(F,)`` piece labels (``connected_components``)."""
+    vertex_piece = np.zeros(len(mesh.vertices), dtype=np.int64)
+    vertex_piece[mesh.faces.reshape(-1)] = np.repeat(labels, 3)
+    return vertex_piece
+
+
 def _point_shares(mesh: Mesh, labels: np.ndarray, num: int, points: np.ndarray, max_points: int = 100_000) -> np.ndarray:
     """``(num,)`` share of the input points (a subsample of at most ``max_points``) whose nearest
     mesh vertex lies in each piece."""
     from scipy.spatial import cKDTree
 
-    vertex_piece = np.zeros(len(mesh.vertices), dtype=np.int64)
-    vertex_piece[mesh.faces.reshape(-1)] = np.repeat(labels, 3)
+    vertex_piece = _vertex_pieces(mesh, labels)
     sample = points[:: max(1, len(points) // max_points)]
     _, nearest = cKDTree(mesh.vertices).query(sample, workers=-1)
     return np.bincount(vertex_piece[nearest], minlength=num) / len(sample)
@@ -315,9 +321,7 @@ def remove_untouched_pieces(mesh: Mesh, points: Union[np.ndarray, InputSupport],
     num = int(labels.max()) + 1
     if num < 2 or not len(support):
         return mesh
-    vertex_piece = np.zeros(len(mesh.vertices), dtype=np.int64)
-    vertex_piece[mesh.faces.reshape(-1)] = np.repeat(labels, 3)
-    touched = np.bincount(vertex_piece, weights=support.near(mesh.vertices, TOUCH_SPACINGS, TOUCH_CELLS * cell), minlength=num) > 0
+    touched = np.bincount(_vertex_pieces(mesh, labels), weights=support.near(mesh.vertices, TOUCH_SPACINGS, TOUCH_CELLS * cell), minlength=num) > 0
     if touched.all():
         return mesh
     if not touched.any():
