@@ -215,13 +215,16 @@ class SceneModel:
         from ..extract import _submesh
 
         # Face centroids in float32, a million faces at a time: (F, 3, 3) float64 at once was the
-        # stage's largest transient (216 MB on the eight-object scene's 3M faces).
+        # stage's largest transient (216 MB on the eight-object scene's 3M faces). They are kept
+        # relative to the mesh's corner, so that geo-referenced coordinates (636,000 map units)
+        # keep their float32 precision against the scene's extent, not against the offset.
+        corner = mesh.vertices.min(axis=0)
         centroids = np.empty((len(mesh.faces), 3), dtype=np.float32)
         for start in range(0, len(mesh.faces), 1_000_000):
             f = mesh.faces[start : start + 1_000_000]
-            centroids[start : start + len(f)] = (mesh.vertices[f[:, 0]] + mesh.vertices[f[:, 1]] + mesh.vertices[f[:, 2]]) / 3.0
+            centroids[start : start + len(f)] = (mesh.vertices[f[:, 0]] + mesh.vertices[f[:, 1]] + mesh.vertices[f[:, 2]]) / 3.0 - corner
         for tile in self.tiles:
-            lo, hi = tile.bounds
+            lo, hi = tile.bounds - corner
             pad = 0.25 * (hi - lo)
             keep = np.all((centroids >= lo - pad) & (centroids <= hi + pad), axis=1)
             if keep.any():
