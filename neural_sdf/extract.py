@@ -15,6 +15,7 @@ import torch
 
 from .config import ExtractConfig
 from .geometry import Mesh, Normalization, is_closed
+from .nn.fused import inference_forward
 from .sampling import Grid, iter_chunks, make_grid
 
 __all__ = [
@@ -335,15 +336,6 @@ def remove_untouched_pieces(mesh: Mesh, points: Union[np.ndarray, InputSupport],
     return _submesh(mesh, touched[labels])
 
 
-def _fast_sdf(fn: SDFFunction) -> SDFFunction:
-    """Use the folded-``w0`` inference forward for plain sine SIRENs (same function, faster)."""
-    from .nn.fused import make_fast_forward, supports_fused
-
-    if isinstance(fn, torch.nn.Module) and supports_fused(fn):
-        return make_fast_forward(fn)  # type: ignore[arg-type]
-    return fn
-
-
 def extract_mesh(
     fn: SDFFunction,
     normalization: Normalization,
@@ -375,7 +367,7 @@ def extract_mesh(
     """
     nb = normalization.to_normalized(np.asarray(data_bounds, dtype=np.float64).reshape(2, 3))
     grid = extraction_grid(nb, config, normalization.scale)
-    fn = _fast_sdf(fn)
+    fn = inference_forward(fn)  # the folded-w0 forward for plain sine SIRENs
     cleaning = support_points is not None and (config.trim == "on" or not config.keep_all_components)
     support = InputSupport(support_points) if cleaning else None  # one k-d tree for every clean-up step
     if config.dense:

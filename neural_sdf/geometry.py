@@ -21,6 +21,7 @@ import numpy as np
 from ._typing import ArrayLike, FloatArray, IntArray
 
 __all__ = [
+    "within_distance",
     "NORMALIZED_RADIUS",
     "Mesh",
     "PointCloud",
@@ -178,6 +179,49 @@ class Mesh:
     def sample(self, num_points: int, seed: int = 0) -> PointCloud:
         """Area-weighted surface samples with face normals; see ``sample_mesh_surface``."""
         return sample_mesh_surface(self, num_points, seed=seed)
+
+
+def within_distance(mesh: Mesh, points: ArrayLike, tolerance: float) -> np.ndarray:
+    """Which points lie within ``tolerance`` of a mesh's surface: ``(K,)`` bool.
+
+    Exact, without a ray-casting structure over the whole mesh (on a 3M-face scene that was the
+    command's largest late transient): a k-d tree over the used vertices gives each point's
+    nearest-vertex distance ``d``; a point is within when ``d <= tolerance`` and beyond when
+    ``d - L > tolerance`` (``L`` the longest edge: every surface point is within ``L`` of a
+    vertex). Only the points in between are measured against the triangles near them.
+
+    Args:
+        mesh: the mesh (world units).
+        points: ``(K, 3)`` world points.
+        tolerance: distance, world units.
+    """
+    from scipy.spatial import cKDTree
+
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if mesh.is_empty or len(pts) == 0:
+        return np.zeros(len(pts), dtype=bool)
+    used = np.zeros(len(mesh.vertices), dtype=bool)
+    used[mesh.faces.ravel()] = True
+    index = np.flatnonzero(used)
+    center = pts.mean(axis=0)  # distances in a frame near the data: geo-referenced offsets stay exact
+    tree = cKDTree(mesh.vertices[index] - center)
+    longest = 0.0
+    for start in range(0, len(mesh.faces), 200_000):
+        tri = mesh.vertices[mesh.faces[start : start + 200_000]]
+        longest = max(longest, float(np.max(np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2))))
+    dist, _ = tree.query(pts - center, distance_upper_bound=tolerance + longest + 1e-12)
+    within = dist <= tolerance
+    unsure = np.flatnonzero(~within & (dist <= tolerance + longest))
+    if len(unsure):
+        near = np.zeros(len(mesh.vertices), dtype=bool)
+        for found in tree.query_ball_point(pts[unsure] - center, tolerance + longest):
+            near[index[found]] = True
+        part = Mesh(mesh.vertices, mesh.faces[near[mesh.faces].any(axis=1)])
+        import open3d.core as o3c
+
+        exact = part.raycasting_scene(offset=center).compute_distance(o3c.Tensor((pts[unsure] - center).astype(np.float32))).numpy()
+        within[unsure] = exact <= tolerance
+    return within
 
 
 def sample_mesh_surface(mesh: Mesh, num_points: int, seed: int = 0) -> PointCloud:

@@ -21,7 +21,7 @@ from .errors import InputError
 from .extract import decimate_mesh
 from .extract import extract_mesh as _extract
 from .fields.sdf import SDFModel, cloud_to_tensors, make_outside_positive, make_sdf_step
-from .geometry import Mesh, PointCloud, fit_normalization, point_spacing
+from .geometry import Mesh, PointCloud, fit_normalization, point_spacing, within_distance
 from .geometry import bounds as bounds_of
 from .io.pointcloud import PointSource
 from .nn import Siren
@@ -243,8 +243,6 @@ def input_coverage(mesh: Mesh, points: np.ndarray, max_points: int = 20_000, see
     Returns:
         ``(share, tolerance)``: share in ``[0, 1]``, tolerance in world units.
     """
-    import open3d.core as o3c
-
     pts = np.asarray(points, dtype=np.float64)
     if mesh.is_empty or len(pts) == 0:
         return 0.0, 0.0
@@ -253,10 +251,7 @@ def input_coverage(mesh: Mesh, points: np.ndarray, max_points: int = 20_000, see
     spacing = point_spacing(pts, max_points=2000, seed=seed)
     diag = float(np.linalg.norm(np.ptp(pts, axis=0)))
     tolerance = max(0.01 * diag, 4.0 * spacing)
-    # Distances in a frame centred on the data: float32 keeps geo-referenced coordinates to 1e-3.
-    center = pts.mean(axis=0)
-    dist = mesh.raycasting_scene(offset=center).compute_distance(o3c.Tensor((sample - center).astype(np.float32))).numpy()
-    return float(np.mean(dist <= tolerance)), tolerance
+    return float(np.mean(within_distance(mesh, sample, tolerance))), tolerance
 
 
 def resolve_extract(model: Any, config: ExtractConfig) -> ExtractConfig:

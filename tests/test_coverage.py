@@ -49,3 +49,26 @@ def test_little_coverage_fails_with_one_line_and_some_warns(capsys: pytest.Captu
         assert _report_coverage(mesh, _points(8000, 2000), Path("out.ply")) == EXIT_OK
     assert any("describes only" in r.message for r in caplog.records)
     assert _report_coverage(mesh, _points(3000, 0), Path("out.ply")) == EXIT_OK
+
+
+def test_within_distance_matches_exact_point_to_triangle_distances() -> None:
+    """The k-d tree shortcut decides most points by their nearest vertex; on a coarse sphere (edges
+    of 0.6 units, longer than the tolerance) most points fall in its unsure band and are measured
+    exactly: the answer must be the exact one's for every point not within 1e-5 of the tolerance."""
+    import open3d.core as o3c
+
+    from neural_sdf.geometry import within_distance
+
+    tm = trimesh.creation.icosphere(subdivisions=1, radius=1.0)
+    mesh = Mesh(np.asarray(tm.vertices) + 1e6, np.asarray(tm.faces))
+    rng = np.random.default_rng(3)
+    d = rng.normal(size=(4000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    pts = d * rng.uniform(0.5, 1.5, size=(4000, 1)) + 1e6
+    exact = mesh.raycasting_scene(offset=np.full(3, 1e6)).compute_distance(o3c.Tensor((pts - 1e6).astype(np.float32))).numpy()
+    for tolerance in (0.05, 0.2):
+        got = within_distance(mesh, pts, tolerance)
+        clear = np.abs(exact - tolerance) > 1e-5
+        assert np.array_equal(got[clear], exact[clear] <= tolerance)
+        assert 0.1 < got.mean() < 0.9  # both answers occur
+    assert not within_distance(Mesh(mesh.vertices, mesh.faces[:0]), pts, 0.2).any()

@@ -17,7 +17,7 @@ from ..geometry import Mesh, Normalization, PointCloud, bounds
 from ..io.checkpoint import MODEL_FORMAT, load_model_file, save_model_file
 from ..losses import divergence_loss, eikonal_loss, normal_alignment_loss, sdf_off_surface_loss, sdf_sign_loss, sdf_surface_loss
 from ..nn import Siren, divergence, gradient, resolve_precision
-from ..nn.fused import supports_fused
+from ..nn.fused import inference_forward, supports_fused
 from ..sampling import SDFBatch, SignGrid, iter_chunks, sample_sdf_batch, step_generator
 from ..train import StepFn
 from .far_field import FarField, build_far_field, corrected_field, padded_box
@@ -84,11 +84,13 @@ class SDFModel:
         pts = self.normalization.to_normalized(mesh.vertices)
         box = padded_box(self.normalization, self.data_bounds)
 
+        param = next(self.network.parameters())
+        forward = inference_forward(self.network)  # an open mesh asks the network at every node
+
         def network_sign(x: np.ndarray) -> np.ndarray:
-            param = next(self.network.parameters())
             with torch.no_grad():
                 return np.concatenate([
-                    self.network(torch.as_tensor(x[sl], dtype=param.dtype, device=param.device))[:, 0].cpu().numpy()
+                    forward(torch.as_tensor(x[sl], dtype=param.dtype, device=param.device))[:, 0].cpu().numpy()
                     for sl in iter_chunks(len(x), 65536)
                 ])
 

@@ -19,6 +19,7 @@ __all__ = [
     "folded_params",
     "siren_value_and_gradient",
     "make_fast_forward",
+    "inference_forward",
     "CPU_FORWARD_ROWS",
     "resolve_precision",
 ]
@@ -148,3 +149,14 @@ def make_fast_forward(network: Siren) -> Callable[[torch.Tensor], torch.Tensor]:
             return torch.cat([block(part) for part in coords.split(CPU_FORWARD_ROWS)])
 
     return forward
+
+
+def inference_forward(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``make_fast_forward(fn)`` for a plain sine SIREN (same function, faster), else ``fn`` itself.
+
+    Args:
+        fn: a network or any ``(N, 3) -> (N, 1)`` callable.
+    """
+    if isinstance(fn, Siren) and supports_fused(fn):
+        return make_fast_forward(fn)
+    return fn
