@@ -241,10 +241,11 @@ def sample_mesh_surface(mesh: Mesh, num_points: int, seed: int = 0) -> PointClou
     if num_points < 1:
         raise ValueError(f"num_points must be >= 1, got {num_points}")
     v, f = mesh.vertices, mesh.faces
-    # Twice each face's area, a million faces at a time ((F, 3, 3) at once: 200 bytes a face).
+    # Twice each face's area, 100k faces at a time: (F, 3, 3) and its differences at once cost about
+    # 200 bytes a face (a scene tile's far field sampling a 1M-face part: +200 MB).
     area2 = np.empty(len(f))
-    for start in range(0, len(f), 1_000_000):
-        tri = v[f[start : start + 1_000_000]]
+    for start in range(0, len(f), 100_000):
+        tri = v[f[start : start + 100_000]]
         area2[start : start + len(tri)] = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     total = area2.sum()
     if not total > 0 or not np.isfinite(total):
@@ -269,14 +270,26 @@ def is_closed(faces: ArrayLike) -> bool:
     if len(f) == 0:
         return False
     n = int(f.max()) + 1
-    # One int64 key per directed edge, sorted in place (no (3F, 2) edge array: 3M faces 355 -> ~150 MB).
-    forward = np.concatenate([f[:, 0] * n + f[:, 1], f[:, 1] * n + f[:, 2], f[:, 2] * n + f[:, 0]])
+    # One int64 key per directed edge, written in place and sorted in place (no (3F, 2) edge array,
+    # no temporaries: 24 bytes a face). Closed: the keys are distinct and every edge's reverse is
+    # among them (then the reverses are the same set), looked up a million edges at a time.
+    m = len(f)
+    forward = np.empty(3 * m, dtype=np.int64)
+    for k in range(3):
+        part = forward[k * m : (k + 1) * m]
+        np.multiply(f[:, k], n, out=part)
+        part += f[:, (k + 1) % 3]
     forward.sort()
     if not bool(np.all(forward[1:] != forward[:-1])):
         return False
-    backward = np.concatenate([f[:, 1] * n + f[:, 0], f[:, 2] * n + f[:, 1], f[:, 0] * n + f[:, 2]])
-    backward.sort()
-    return bool(np.array_equal(forward, backward))
+    for k in range(3):
+        for start in range(0, m, 1_000_000):
+            rows = f[start : start + 1_000_000]
+            reverse = rows[:, (k + 1) % 3] * n + rows[:, k]
+            at = np.minimum(np.searchsorted(forward, reverse), len(forward) - 1)
+            if not bool(np.all(forward[at] == reverse)):
+                return False
+    return True
 
 
 def bounds(points: ArrayLike) -> FloatArray:

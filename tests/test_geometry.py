@@ -125,3 +125,25 @@ def test_mesh_sample_forwards_to_sampling(icosphere: Mesh) -> None:
     b = sample_mesh_surface(icosphere, 100, seed=5)
     np.testing.assert_array_equal(a.points, b.points)
     np.testing.assert_array_equal(a.normals, b.normals)
+
+
+def test_is_closed_on_closed_open_and_flipped_surfaces() -> None:
+    """``is_closed``: every directed edge has exactly one reversed twin (checked against trimesh)."""
+    import trimesh
+
+    from neural_sdf.geometry import is_closed
+
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    faces = np.asarray(sphere.faces)
+    two = np.vstack([faces, faces + len(sphere.vertices)])  # two closed spheres
+    flipped = faces.copy()
+    flipped[7] = flipped[7, ::-1]
+    cases = {"sphere": (faces, True), "two spheres": (two, True), "one face removed": (faces[1:], False),
+             "one face flipped": (flipped, False), "a face twice": (np.vstack([faces, faces[:1]]), False)}
+    for name, (f, expected) in cases.items():
+        assert is_closed(f) is expected, name
+        vertices = np.vstack([sphere.vertices, sphere.vertices + 3.0])
+        tm = trimesh.Trimesh(vertices, f, process=False)
+        if name != "a face twice":  # trimesh counts a repeated face's edges differently
+            assert (tm.is_watertight and tm.is_winding_consistent) is expected, name
+    assert is_closed(np.zeros((0, 3), dtype=np.int64)) is False
