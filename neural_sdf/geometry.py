@@ -166,9 +166,12 @@ class Mesh:
         """Open3D's ``RaycastingScene`` of this mesh: exact point-to-triangle distances and closest
         points (float32; pass an ``offset`` near the data to keep geo-referenced coordinates exact)."""
         import open3d as o3d
+        import open3d.core as o3c
 
+        v = self.vertices if offset is None else self.vertices - np.asarray(offset, dtype=np.float64)
         scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(self.to_open3d(offset)))
+        # Float32 vertices and uint32 faces straight to the scene (no legacy mesh and its tensor copy).
+        scene.add_triangles(o3c.Tensor(np.ascontiguousarray(v, dtype=np.float32)), o3c.Tensor(np.ascontiguousarray(self.faces, dtype=np.uint32)))
         return scene
 
     def face_areas(self) -> FloatArray:
