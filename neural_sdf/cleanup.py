@@ -165,7 +165,7 @@ class _LocalPlanes(NamedTuple):
     fourth: np.ndarray  # (N,) distance to the 4th neighbour
 
 
-def _local_planes(points: np.ndarray, k: int, chunk: int = 100_000, query: Optional[np.ndarray] = None) -> _LocalPlanes:
+def _local_planes(points: np.ndarray, k: int, chunk: int = 25_000, query: Optional[np.ndarray] = None) -> _LocalPlanes:
     """Fit a plane to each point's ``k`` nearest neighbours (the point itself left out).
 
     ``query`` (indices) fits only those points' planes; ``spacing`` then uses the neighbours'
@@ -196,7 +196,9 @@ def _local_planes(points: np.ndarray, k: int, chunk: int = 100_000, query: Optio
         nearest[sl] = dist[:, 0]
         fourth[sl] = dist[:, min(3, k - 1)]
     if query is None:
-        spacing = np.median(nearest[nn], axis=1)
+        spacing = np.empty(n)
+        for start in range(0, n, chunk):  # (N, k) gathered distances and their sorted copy at once: 2 x 8 N k bytes
+            spacing[start : start + chunk] = np.median(nearest[nn[start : start + chunk]], axis=1)
     else:
         own = tree.query(points[np.unique(nn)], k=2, workers=-1)[0][:, 1]
         lookup = np.zeros(len(points))
@@ -219,15 +221,18 @@ def _supported(points: np.ndarray, planes: _LocalPlanes, candidates: np.ndarray)
     noise or half its spacing.
     """
     n, k = planes.neighbors.shape
-    owner = np.repeat(np.arange(n), k)
-    member = planes.neighbors.reshape(-1)
-    # Only flat neighbourhoods of points that are not candidates themselves can vouch: a
-    # neighbourhood that contains an outlier far off it is not flat, and dust is never flat.
-    pick = candidates[member] & ~candidates[owner] & (planes.flatness[owner] < 0.1)
-    owner, member = owner[pick], member[pick]
-    dist = np.abs(np.sum((points[member] - planes.center[owner]) * planes.normal[owner], axis=1))
-    tol = np.maximum(3.0 * planes.noise[owner], 0.5 * planes.spacing[owner])
-    return np.bincount(member[dist <= tol], minlength=n) > 0
+    supported = np.zeros(n, dtype=bool)
+    for start in range(0, n, 25_000):  # (N k) owner / member pairs a chunk of owners at a time
+        owner = np.repeat(np.arange(start, min(start + 25_000, n)), k)
+        member = planes.neighbors[start : start + 25_000].reshape(-1)
+        # Only flat neighbourhoods of points that are not candidates themselves can vouch: a
+        # neighbourhood that contains an outlier far off it is not flat, and dust is never flat.
+        pick = candidates[member] & ~candidates[owner] & (planes.flatness[owner] < 0.1)
+        owner, member = owner[pick], member[pick]
+        dist = np.abs(np.sum((points[member] - planes.center[owner]) * planes.normal[owner], axis=1))
+        tol = np.maximum(3.0 * planes.noise[owner], 0.5 * planes.spacing[owner])
+        supported[member[dist <= tol]] = True
+    return supported
 
 
 def _on_own_surface(

@@ -269,7 +269,7 @@ class _TangentVotes(NamedTuple):
     sheets: np.ndarray
 
 
-def _tangent_votes(points: np.ndarray, normals: np.ndarray, k: int, tangent_max: float, noise_band: float = 3.0, chunk: int = 100_000) -> _TangentVotes:
+def _tangent_votes(points: np.ndarray, normals: np.ndarray, k: int, tangent_max: float, noise_band: float = 3.0, chunk: int = 25_000) -> _TangentVotes:
     """For each point, its ``k`` nearest neighbours, how much each counts and whether it agrees.
 
     A neighbour counts when the offset ``e`` to it lies near the tangent plane of both normals:
@@ -336,10 +336,14 @@ def _tangent_votes(points: np.ndarray, normals: np.ndarray, k: int, tangent_max:
 def _disagreement(votes: _TangentVotes, flips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted share of each point's counted neighbours whose normal (after ``flips``) opposes its
     own, and the counted weight; disagreeing pairs that look like two sheets do not count."""
-    agree = votes.signs * flips[:, None] * flips[votes.neighbors]
-    counted = np.where((agree < 0) & votes.sheets, np.float32(0.0), votes.weights)
-    total = counted.sum(axis=1, dtype=np.float64)
-    against = np.where(agree < 0, counted, np.float32(0.0)).sum(axis=1, dtype=np.float64)
+    n = len(flips)
+    total, against = np.empty(n), np.empty(n)
+    for start in range(0, n, 25_000):  # (N, k) float32 temporaries a chunk of rows at a time
+        sl = slice(start, min(start + 25_000, n))
+        agree = votes.signs[sl] * flips[sl, None] * flips[votes.neighbors[sl]]
+        counted = np.where((agree < 0) & votes.sheets[sl], np.float32(0.0), votes.weights[sl])
+        total[sl] = counted.sum(axis=1, dtype=np.float64)
+        against[sl] = np.where(agree < 0, counted, np.float32(0.0)).sum(axis=1, dtype=np.float64)
     return against / np.maximum(total, 1e-30), total
 
 
