@@ -21,15 +21,13 @@ import argparse
 import dataclasses
 import json
 import logging
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from _shared import SHAPES_DIR as SHAPES
-from _shared import poisson
+from _shared import poisson, run_measured
 
 import neural_sdf as ns
 from neural_sdf.cleanup import ScanConfig, prepare_cloud
@@ -160,12 +158,9 @@ def run_memory(args: argparse.Namespace) -> dict:
     for flag, value in (("--steps", args.steps), ("--hidden-dim", args.hidden_dim), ("--num-hidden-layers", args.layers), ("--resolution", args.resolution)):
         if value is not None:
             cmd += [flag, str(value)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    proc, seconds, peak_mb = run_measured(cmd)
     path.unlink()
-    return {"points": n, "exit": proc.returncode, "peak_rss_gb": peak / 1024**3, "seconds": seconds, "stderr_tail": proc.stderr[-600:]}
+    return {"points": n, "exit": proc.returncode, "peak_rss_gb": peak_mb / 1024, "seconds": seconds, "stderr_tail": proc.stderr[-600:]}
 
 
 def main() -> None:

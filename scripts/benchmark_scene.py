@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from _results import write_results
-from _shared import SHAPES_DIR, on_folded_faces
+from _shared import SHAPES_DIR, on_folded_faces, run_measured
 
 import neural_sdf as ns
 from neural_sdf.extract import connected_components
@@ -53,22 +52,6 @@ seconds = time.perf_counter() - t0
 o3d.io.write_triangle_mesh(sys.argv[2], mesh)
 print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
-
-
-def _child(cmd: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run a child process; return it, its wall time and its own peak resident memory (MB: the
-    ``ru_maxrss`` that ``wait4`` gives for this child, the largest of it and the processes it
-    waited for; ``RUSAGE_CHILDREN`` would be the largest of every child so far)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        popen = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
-        _, status, usage = os.wait4(popen.pid, 0)
-        seconds = time.perf_counter() - t0
-        popen.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        proc = subprocess.CompletedProcess(cmd, popen.returncode, out.read(), err.read())
-    return proc, seconds, usage.ru_maxrss / 1024
 
 
 def _crop(mesh: ns.Mesh, box: np.ndarray) -> ns.Mesh:
@@ -156,7 +139,7 @@ def run_scene(num_objects: int, args: argparse.Namespace, work: Path) -> dict:
     log.info("data stage (%d objects): %s", num_objects, entry["data"])
     out = work / f"ours_{num_objects}.ply"
     cmd = [sys.executable, "-m", "neural_sdf.cli", "reconstruct", str(cloud_path), "-o", str(out), "--jobs", str(args.jobs), *args.extra]
-    proc, seconds, peak = _child(cmd)
+    proc, seconds, peak = run_measured(cmd)
     entry["command"] = " ".join(["neural-sdf", *cmd[3:]])
     plan = [line for line in proc.stderr.splitlines() if "plan:" in line]
     entry["ours"] = {"exit": proc.returncode, "seconds": seconds, "peak_rss_mb": peak, "plan": plan[-1] if plan else "", "stderr_tail": proc.stderr[-800:]}
@@ -167,7 +150,7 @@ def run_scene(num_objects: int, args: argparse.Namespace, work: Path) -> dict:
     if not args.no_poisson:
         for depth in args.depths:
             pout = work / f"poisson{depth}_{num_objects}.ply"
-            proc, seconds, peak = _child([sys.executable, "-c", _POISSON, str(cloud_path), str(pout), str(depth)])
+            proc, seconds, peak = run_measured([sys.executable, "-c", _POISSON, str(cloud_path), str(pout), str(depth)])
             row: dict = {"exit": proc.returncode, "seconds": seconds, "peak_rss_mb": peak}
             if proc.returncode == 0:
                 row["inner_seconds"] = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
