@@ -9,7 +9,7 @@ normal estimation and the normal-free loss) used by ``prepare_cloud`` and ``reco
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -163,19 +163,21 @@ class _LocalPlanes(NamedTuple):
     flatness: np.ndarray  # (N,) smallest / middle covariance eigenvalue
     spacing: np.ndarray  # (N,) median nearest-neighbour distance of the neighbours
     fourth: np.ndarray  # (N,) distance to the 4th neighbour
+    tree: Any  # scipy cKDTree of all the points (built once; the rescues of find_outliers search it too)
 
 
-def _local_planes(points: np.ndarray, k: int, chunk: int = 25_000, query: Optional[np.ndarray] = None) -> _LocalPlanes:
+def _local_planes(points: np.ndarray, k: int, chunk: int = 25_000, query: Optional[np.ndarray] = None, tree: Any = None) -> _LocalPlanes:
     """Fit a plane to each point's ``k`` nearest neighbours (the point itself left out).
 
     ``query`` (indices) fits only those points' planes; ``spacing`` then uses the neighbours'
-    own nearest-neighbour distances from one more query.
+    own nearest-neighbour distances from one more query. ``tree``: the points' k-d tree, when
+    the caller has it.
     """
     from scipy.spatial import cKDTree
 
     n = len(points) if query is None else len(query)
     k = int(min(k, len(points) - 1))
-    tree = cKDTree(points)
+    tree = cKDTree(points) if tree is None else tree
     at = points if query is None else points[query]
     nn = np.empty((n, k), dtype=np.int64)
     center, normal = np.empty((n, 3)), np.empty((n, 3))
@@ -204,7 +206,7 @@ def _local_planes(points: np.ndarray, k: int, chunk: int = 25_000, query: Option
         lookup = np.zeros(len(points))
         lookup[np.unique(nn)] = own
         spacing = np.median(lookup[nn], axis=1)
-    return _LocalPlanes(nn, center, normal, offset, noise, flatness, spacing, fourth)
+    return _LocalPlanes(nn, center, normal, offset, noise, flatness, spacing, fourth, tree)
 
 
 def _on_plane(planes: _LocalPlanes, flat: float = 0.1) -> np.ndarray:
@@ -253,13 +255,11 @@ def _on_own_surface(
     not count; a parallel surface is then counted only within 0.4 of ``limit``, closer than the
     sparsest surface's own spacing.
     """
-    from scipy.spatial import cKDTree
-
     out = np.zeros(len(points), dtype=bool)
     idx = np.flatnonzero(candidates)
     if not len(idx):
         return out
-    tree = cKDTree(points)
+    tree = planes.tree
     radius = np.clip(4.0 * np.maximum(planes.offset[idx], planes.spacing[idx]), limit, 2.0 * limit)
     for i, r, ball in zip(idx, radius, tree.query_ball_point(points[idx], radius, workers=-1)):
         ball = np.asarray(ball, dtype=np.int64)
@@ -337,7 +337,7 @@ def find_outliers(
         # A sparse surface can be too sparse to look flat at 16 neighbours (a slab as thick as
         # its point spacing); at 64 it does, and it passes through its own points. Dust does not.
         idx = np.flatnonzero(isolated)
-        isolated[idx[_on_plane(_local_planes(points, 4 * num_neighbors, query=idx))]] = False
+        isolated[idx[_on_plane(_local_planes(points, 4 * num_neighbors, query=idx, tree=planes.tree))]] = False
     if isolated.any():
         isolated &= ~_sampling_tail(planes, isolated, limit)
     if isolated.any():
@@ -368,10 +368,8 @@ def _on_sparse_plane(
     thickness) and through the point (3 noise or half a spacing). Dust has only dust and the
     points of unrelated surfaces about as sparse as itself, which make no plane through it.
     """
-    from scipy.spatial import cKDTree
-
     out = np.zeros(len(candidates), dtype=bool)
-    tree = cKDTree(points)
+    tree = planes.tree
     k = int(min(k, len(points) - 1))
     for part in np.array_split(np.flatnonzero(candidates), max(1, int(candidates.sum()) // chunk + 1)):
         dist, nb = tree.query(points[part], k=k + 1, workers=-1)

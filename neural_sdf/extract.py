@@ -1247,8 +1247,7 @@ class _FaceSeeds:
         """``(K, 3)`` distinct seed cells whose x index is in ``[lo, hi)``, in lexicographic order."""
         a, b = np.searchsorted(self.base[:, 0], [lo - self.factor, hi + self.factor])
         base, axis = self.base[a:b], self.axis[a:b]
-        out = [(base[axis == k][:, None, :] + self.offsets[k][None]).reshape(-1, 3) for k in range(3)]
-        cells = np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
+        cells = np.concatenate([(base[axis == k][:, None, :] + self.offsets[k][None]).reshape(-1, 3) for k in range(3)])
         return _unique_rows(cells[(cells[:, 0] >= lo) & (cells[:, 0] < hi)])
 
 
