@@ -12,6 +12,7 @@ the markers is left alone, so the prose around a table is written by hand, the n
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -274,7 +275,7 @@ def table_scene(results: Path) -> list[str]:
             f"{o['peak_rss_mb']:.0f}", _f(f05, 4), _f(nc, 4), _f(o.get("ground"), 4), o.get("pieces", "-"), o.get("faces", "-"),
             f"{p10.get('seconds', float('nan')):.0f}", f"{p11.get('seconds', float('nan')):.0f}",
             f"{o['seconds'] / p11['seconds']:.1f}" if p11.get("seconds") else "-",
-            f"{p11['peak_rss_mb']:.0f}" if p11.get("peak_rss_mb", float("nan")) == p11.get("peak_rss_mb", float("nan")) else "-",
+            "-" if math.isnan(p11.get("peak_rss_mb", math.nan)) else f"{p11['peak_rss_mb']:.0f}",
         ])
     header = ["objects", "points", "points dropped", "given normals changed (on folded faces)", "exit", "seconds", "seconds per object", "peak MB", "worst object F@0.5%",
               "worst object NC", "ground covered", "pieces", "faces", "Poisson d10 s", "Poisson d11 s", "ours / d11", "Poisson d11 peak MB"]
