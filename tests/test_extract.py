@@ -253,7 +253,8 @@ def test_pieces_no_point_touches_are_removed_after_the_trim(caplog):
     touched = small.copy()
     touched.apply_translation((2.0, 0.0, 0.0))
     points = np.vstack([points, touched.vertices[:1] + 1e-4])
-    mesh = Mesh(*_concatenate([big, loose, touched]))
+    joined = trimesh.util.concatenate([big, loose, touched])
+    mesh = Mesh(np.asarray(joined.vertices), np.asarray(joined.faces))
     with caplog.at_level(logging.INFO, logger="neural_sdf"):
         out = remove_untouched_pieces(mesh, points, cell=0.1 * spacing)
     assert len(out.faces) == len(big.faces) + len(touched.faces)
@@ -261,12 +262,3 @@ def test_pieces_no_point_touches_are_removed_after_the_trim(caplog):
     assert "removed 1 loose pieces" in caplog.text
     # Every piece touched: the mesh is returned as it is.
     assert remove_untouched_pieces(mesh, np.vstack([points, loose.vertices[:1]]), cell=0.005) is mesh
-
-
-def _concatenate(parts):
-    vertices, faces, base = [], [], 0
-    for p in parts:
-        vertices.append(np.asarray(p.vertices))
-        faces.append(np.asarray(p.faces) + base)
-        base += len(p.vertices)
-    return np.vstack(vertices), np.vstack(faces)
