@@ -198,6 +198,7 @@ def within_distance(mesh: Mesh, points: ArrayLike, tolerance: float) -> np.ndarr
         points: ``(K, 3)`` world points.
         tolerance: distance, world units.
     """
+    import open3d.core as o3c
     from scipy.spatial import cKDTree
 
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -220,8 +221,6 @@ def within_distance(mesh: Mesh, points: ArrayLike, tolerance: float) -> np.ndarr
         for found in tree.query_ball_point(pts[unsure] - center, tolerance + longest):
             near[index[found]] = True
         part = Mesh(mesh.vertices, mesh.faces[near[mesh.faces].any(axis=1)])
-        import open3d.core as o3c
-
         exact = part.raycasting_scene(offset=center).compute_distance(o3c.Tensor((pts[unsure] - center).astype(np.float32))).numpy()
         within[unsure] = exact <= tolerance
     return within
